@@ -33,8 +33,14 @@ impl Params {
     /// already checked them, so a bad one is a bug here, not bad input.
     pub fn from_ranges(buf: Bytes, pairs: Vec<Pair>) -> Self {
         for (n, v) in &pairs {
-            assert!(n.start <= n.end && n.end <= buf.len(), "name range out of bounds");
-            assert!(v.start <= v.end && v.end <= buf.len(), "value range out of bounds");
+            assert!(
+                n.start <= n.end && n.end <= buf.len(),
+                "name range out of bounds"
+            );
+            assert!(
+                v.start <= v.end && v.end <= buf.len(),
+                "value range out of bounds"
+            );
         }
         Params { buf, pairs }
     }

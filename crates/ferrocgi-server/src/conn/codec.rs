@@ -1,0 +1,254 @@
+//! One face for the three protocol state machines, so a single connection loop serves them all.
+//!
+//! Each adapter maps its codec's events onto [`Ev`] and its encoders onto the
+//! [`ServerCodec`] methods. Request ids are FastCGI's; SCGI and AJP13 carry one request at a
+//! time and use id 0.
+
+use crate::handler::Protocol;
+use bytes::BytesMut;
+use ferrocgi_proto::{ajp13, fastcgi, scgi, Params, ProtoError, ResponseHead};
+
+/// A decoded event, protocol-independent.
+#[derive(Debug)]
+pub(crate) enum Ev {
+    /// A request head is complete; its body follows as `Body`/`BodyEnd`.
+    Request {
+        id: u16,
+        params: Params,
+        declared: Option<u64>,
+    },
+    Body {
+        id: u16,
+        data: bytes::Bytes,
+    },
+    BodyEnd {
+        id: u16,
+    },
+    /// The front end gave up on the request (FCGI_ABORT_REQUEST).
+    Abort {
+        id: u16,
+    },
+    /// The front end asked us to close (AJP SHUTDOWN: we close this connection, nothing more).
+    Close,
+}
+
+/// What a connection loop needs from a protocol.
+pub(crate) trait ServerCodec: Send + 'static {
+    const PROTOCOL: Protocol;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError>;
+    /// Replies the codec queued by itself (management records, CPONG…).
+    fn take_output(&mut self, out: &mut BytesMut);
+    /// A body chunk (or the request head) was handed to the application; AJP asks for more.
+    fn body_delivered(&mut self, _id: u16, _out: &mut BytesMut) {}
+    fn head(&mut self, id: u16, head: &ResponseHead, out: &mut BytesMut) -> Result<(), ProtoError>;
+    fn body(&mut self, id: u16, data: &[u8], out: &mut BytesMut);
+    /// Writes application error output if the protocol carries it; false: log it instead.
+    fn stderr(&mut self, _id: u16, _data: &[u8], _out: &mut BytesMut) -> bool {
+        false
+    }
+    /// Ends a response (`ok = false`: it is incomplete). True: close after flushing.
+    fn end(&mut self, id: u16, ok: bool, out: &mut BytesMut) -> bool;
+    /// Refuses a request because the server is at capacity. True: close after flushing.
+    fn overloaded(&mut self, id: u16, out: &mut BytesMut) -> bool {
+        let head = ResponseHead::new(503, "Service Unavailable")
+            .header("Content-Type", "text/plain")
+            .header("Retry-After", "1");
+        if self.head(id, &head, out).is_ok() {
+            self.body(id, b"server busy, try again\n", out);
+        }
+        self.end(id, true, out)
+    }
+    /// What to send before closing on a protocol error, if anything useful can be said.
+    fn error_reply(&mut self, _err: &ProtoError, _out: &mut BytesMut) {}
+    /// Whether the request just decoded may be served; `Err(reason)` answers 403 and closes.
+    fn admit(&mut self) -> Result<(), &'static str> {
+        Ok(())
+    }
+}
+
+/// CONTENT_LENGTH as a declared length: absent, empty or unparsable means none (the body then
+/// runs to the end of the stream); "0" is a declared zero.
+pub(crate) fn declared_length(params: &Params) -> Option<u64> {
+    let v = params.get(b"CONTENT_LENGTH")?;
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
+}
+
+/// FastCGI adapter.
+pub(crate) struct Fcgi(pub fastcgi::Connection);
+
+impl ServerCodec for Fcgi {
+    const PROTOCOL: Protocol = Protocol::Fastcgi;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+        Ok(self.0.decode(buf)?.map(|ev| match ev {
+            fastcgi::Event::Request { id, params, .. } => Ev::Request {
+                id,
+                declared: declared_length(&params),
+                params,
+            },
+            fastcgi::Event::Stdin { id, data } => Ev::Body { id, data },
+            fastcgi::Event::StdinEnd { id } => Ev::BodyEnd { id },
+            fastcgi::Event::Abort { id } => Ev::Abort { id },
+        }))
+    }
+
+    fn take_output(&mut self, out: &mut BytesMut) {
+        if self.0.has_output() {
+            self.0.take_output(out);
+        }
+    }
+
+    fn head(&mut self, id: u16, head: &ResponseHead, out: &mut BytesMut) -> Result<(), ProtoError> {
+        let mut cgi = BytesMut::with_capacity(head.cgi_len());
+        head.encode_cgi(&mut cgi);
+        self.0.write_stdout(id, &cgi, out);
+        Ok(())
+    }
+
+    fn body(&mut self, id: u16, data: &[u8], out: &mut BytesMut) {
+        self.0.write_stdout(id, data, out);
+    }
+
+    fn stderr(&mut self, id: u16, data: &[u8], out: &mut BytesMut) -> bool {
+        self.0.write_stderr(id, data, out);
+        true
+    }
+
+    fn end(&mut self, id: u16, ok: bool, out: &mut BytesMut) -> bool {
+        let close = self.0.end_request(
+            id,
+            u32::from(!ok),
+            fastcgi::ProtocolStatus::RequestComplete,
+            out,
+        );
+        // An incomplete response must not look complete: closing the connection is the only
+        // signal nginx and Apache act on (they ignore appStatus).
+        close || !ok
+    }
+
+    fn overloaded(&mut self, id: u16, out: &mut BytesMut) -> bool {
+        self.0
+            .end_request(id, 0, fastcgi::ProtocolStatus::Overloaded, out)
+    }
+}
+
+/// SCGI adapter: one request per connection, closed after the response.
+pub(crate) struct Scgi(pub scgi::Connection);
+
+impl ServerCodec for Scgi {
+    const PROTOCOL: Protocol = Protocol::Scgi;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+        Ok(self.0.decode(buf)?.map(|ev| match ev {
+            scgi::Event::Request {
+                params,
+                content_length,
+            } => Ev::Request {
+                id: 0,
+                params,
+                declared: Some(content_length),
+            },
+            scgi::Event::Body(data) => Ev::Body { id: 0, data },
+            scgi::Event::BodyEnd => Ev::BodyEnd { id: 0 },
+        }))
+    }
+
+    fn take_output(&mut self, _out: &mut BytesMut) {}
+
+    fn head(
+        &mut self,
+        _id: u16,
+        head: &ResponseHead,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtoError> {
+        scgi::write_head(head, out);
+        Ok(())
+    }
+
+    fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
+        out.extend_from_slice(data);
+    }
+
+    fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
+        true
+    }
+
+    fn error_reply(&mut self, _err: &ProtoError, out: &mut BytesMut) {
+        // The front end relays this to the client, which then sees a 400 instead of a 502.
+        let head = ResponseHead::new(400, "Bad Request").header("Content-Type", "text/plain");
+        head.encode_cgi(out);
+        out.extend_from_slice(b"malformed SCGI request\n");
+    }
+}
+
+/// AJP13 adapter.
+pub(crate) struct Ajp {
+    pub conn: ajp13::Connection,
+    /// The shared secret the front end must send (attribute 0x0C), if configured.
+    pub secret: Option<bytes::Bytes>,
+    /// Set when the current request was refused for a wrong secret.
+    pub refused: bool,
+}
+
+impl ServerCodec for Ajp {
+    const PROTOCOL: Protocol = Protocol::Ajp13;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+        Ok(self.conn.decode(buf)?.map(|ev| match ev {
+            ajp13::Event::Request(fr) => {
+                self.refused = match &self.secret {
+                    Some(want) => fr.secret.as_ref() != Some(want),
+                    None => false,
+                };
+                Ev::Request {
+                    id: 0,
+                    declared: fr.content_length,
+                    params: fr.to_params(),
+                }
+            }
+            ajp13::Event::Body(data) => Ev::Body { id: 0, data },
+            ajp13::Event::BodyEnd => Ev::BodyEnd { id: 0 },
+            ajp13::Event::Shutdown => Ev::Close,
+        }))
+    }
+
+    fn take_output(&mut self, out: &mut BytesMut) {
+        if self.conn.has_output() {
+            self.conn.take_output(out);
+        }
+    }
+
+    fn body_delivered(&mut self, _id: u16, out: &mut BytesMut) {
+        self.conn.request_body_chunk(out);
+    }
+
+    fn admit(&mut self) -> Result<(), &'static str> {
+        if self.refused {
+            Err("wrong or missing AJP secret")
+        } else {
+            Ok(())
+        }
+    }
+
+    fn head(
+        &mut self,
+        _id: u16,
+        head: &ResponseHead,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtoError> {
+        Ok(self.conn.send_headers(head, out)?)
+    }
+
+    fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
+        self.conn.send_body(data, out);
+    }
+
+    fn end(&mut self, _id: u16, ok: bool, out: &mut BytesMut) -> bool {
+        self.conn.end_response(ok, out);
+        !ok
+    }
+}

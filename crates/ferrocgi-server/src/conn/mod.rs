@@ -1,0 +1,353 @@
+//! The connection loop: one task per front-end connection, the same for every protocol.
+//!
+//! # Theory of operation
+//!
+//! The loop owns the socket, a read buffer, a write buffer and the protocol state machine (a
+//! [`ServerCodec`]). Each turn it decodes every complete event in the read buffer, flushes
+//! whatever was encoded with one write, then waits for the first of: more bytes from the front
+//! end, a response part from an application task, room in a request's body channel, or the
+//! server's stop signal.
+//!
+//! Applications run in their own tasks. A request body flows to the application through a
+//! bounded channel; when it is full, the chunk is parked in `pending` and the loop stops
+//! reading the socket until the application takes it (backpressure towards the front end).
+//! Response parts from every request on the connection share one bounded channel, so a slow
+//! front end blocks the applications' sends (backpressure towards the application). The
+//! response arm never waits on the body channel, so an application that answers before reading
+//! its body cannot deadlock the connection.
+
+pub(crate) mod codec;
+
+use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
+use crate::server::ServerCtx;
+use crate::Handler;
+use bytes::BytesMut;
+use codec::{Ev, ServerCodec};
+use ferrocgi_proto::ResponseHead;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tracing::{debug, warn};
+
+/// Body chunks buffered per request before the loop stops reading (each ≤ 64 KiB).
+const BODY_CHANNEL: usize = 4;
+/// Response parts buffered per connection before applications wait.
+const RESP_CHANNEL: usize = 8;
+/// Read-buffer growth step; a FastCGI record is at most 8 + 65535 + 255 bytes.
+const READ_CHUNK: usize = 64 * 1024;
+/// Stop collecting response parts into one write past this many bytes.
+const WRITE_BATCH: usize = 256 * 1024;
+/// How long a closing connection waits for the front end to finish sending, so that unread
+/// bytes do not turn our close into a reset that destroys the response in flight.
+const LINGER: Duration = Duration::from_secs(2);
+
+struct ReqState {
+    id: u16,
+    /// `None` once the body is complete, abandoned by the application, or aborted.
+    body_tx: Option<mpsc::Sender<BodyMsg>>,
+    shared: Arc<Shared>,
+    started: bool,
+}
+
+struct Conn<'a, C, H> {
+    codec: C,
+    peer: Arc<str>,
+    ctx: &'a Arc<ServerCtx<H>>,
+    out: BytesMut,
+    reqs: Vec<ReqState>,
+    pending: Option<(u16, BodyMsg)>,
+    resp_tx: mpsc::Sender<(u16, Part)>,
+    close: bool,
+}
+
+/// Serves one connection until the front end closes it, a protocol error, or shutdown.
+pub(crate) async fn serve<S, C, H>(
+    mut stream: S,
+    codec: C,
+    peer: Arc<str>,
+    ctx: Arc<ServerCtx<H>>,
+    mut shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+    C: ServerCodec,
+    H: Handler,
+{
+    let (resp_tx, mut resp_rx) = mpsc::channel(RESP_CHANNEL);
+    let mut c = Conn {
+        codec,
+        peer,
+        ctx: &ctx,
+        out: BytesMut::with_capacity(16 * 1024),
+        reqs: Vec::new(),
+        pending: None,
+        resp_tx,
+        close: false,
+    };
+    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut eof = false;
+    let mut draining = *shutdown.borrow();
+
+    loop {
+        c.decode_all(&mut rbuf);
+        c.codec.take_output(&mut c.out);
+        if !c.out.is_empty() {
+            if let Err(e) = stream.write_all(&c.out).await {
+                debug!(peer = %c.peer, error = %e, "write to web server failed; dropping connection");
+                break;
+            }
+            c.out.clear();
+        }
+        if c.close || (c.reqs.is_empty() && (eof || draining)) {
+            break;
+        }
+        if rbuf.capacity() - rbuf.len() < 4096 {
+            rbuf.reserve(READ_CHUNK);
+        }
+        let pending_tx = c.pending.as_ref().and_then(|(id, _)| c.body_tx(*id));
+        let room = async move {
+            match pending_tx {
+                Some(tx) => tx.reserve_owned().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let can_read = c.pending.is_none() && !eof;
+        tokio::select! {
+            biased;
+            Some((id, part)) = resp_rx.recv() => {
+                c.on_part(id, part);
+                while c.out.len() < WRITE_BATCH {
+                    match resp_rx.try_recv() {
+                        Ok((id, part)) => c.on_part(id, part),
+                        Err(_) => break,
+                    }
+                }
+            }
+            permit = room, if c.pending.is_some() => {
+                let (id, msg) = c.pending.take().expect("guarded by the branch condition");
+                match permit {
+                    Some(permit) => {
+                        let end = matches!(msg, BodyMsg::End);
+                        permit.send(msg);
+                        c.delivered(id, end);
+                    }
+                    None => c.body_abandoned(id),
+                }
+            }
+            read = stream.read_buf(&mut rbuf), if can_read => match read {
+                Ok(0) => {
+                    eof = true;
+                    c.on_eof(!rbuf.is_empty());
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    debug!(peer = %c.peer, error = %e, "read from web server failed");
+                    eof = true;
+                    c.on_eof(false);
+                }
+            },
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+            }
+        }
+    }
+
+    for r in &c.reqs {
+        r.shared.abort();
+    }
+    drop(c);
+    // Lingering close: say we are done, then read what the front end still sends until it
+    // closes too, so the kernel does not answer unread data with a reset.
+    if stream.shutdown().await.is_ok() {
+        let mut sink = [0u8; 8192];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
+    fn find(&mut self, id: u16) -> Option<&mut ReqState> {
+        self.reqs.iter_mut().find(|r| r.id == id)
+    }
+
+    fn body_tx(&self, id: u16) -> Option<mpsc::Sender<BodyMsg>> {
+        self.reqs
+            .iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.body_tx.clone())
+    }
+
+    fn decode_all(&mut self, rbuf: &mut BytesMut) {
+        while self.pending.is_none() && !self.close {
+            match self.codec.decode(rbuf) {
+                Ok(Some(ev)) => self.on_event(ev),
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(peer = %self.peer, protocol = %C::PROTOCOL, "protocol error: {e}; closing connection");
+                    self.codec.error_reply(&e, &mut self.out);
+                    for r in &self.reqs {
+                        r.shared.abort();
+                    }
+                    self.reqs.clear();
+                    self.close = true;
+                }
+            }
+        }
+    }
+
+    fn on_event(&mut self, ev: Ev) {
+        match ev {
+            Ev::Request {
+                id,
+                params,
+                declared,
+            } => self.start_request(id, params, declared),
+            Ev::Body { id, data } => self.deliver(id, BodyMsg::Data(data)),
+            Ev::BodyEnd { id } => self.deliver(id, BodyMsg::End),
+            Ev::Abort { id } => {
+                if let Some(r) = self.find(id) {
+                    debug!(id, "request aborted by the web server");
+                    r.shared.abort();
+                    r.body_tx = None;
+                }
+            }
+            Ev::Close => {
+                debug!(peer = %self.peer, "web server asked to close the connection");
+                self.close = true;
+            }
+        }
+    }
+
+    fn start_request(&mut self, id: u16, params: ferrocgi_proto::Params, declared: Option<u64>) {
+        if let Err(reason) = self.codec.admit() {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL, "request refused: {reason}");
+            let head = ResponseHead::new(403, "Forbidden").header("Content-Type", "text/plain");
+            if self.codec.head(id, &head, &mut self.out).is_ok() {
+                self.codec.body(id, b"forbidden\n", &mut self.out);
+            }
+            self.codec.end(id, true, &mut self.out);
+            self.close = true;
+            return;
+        }
+        let Ok(permit) = self.ctx.slots.clone().try_acquire_owned() else {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL, max_requests = self.ctx.config.max_requests,
+                "server at capacity; refusing request");
+            self.close |= self.codec.overloaded(id, &mut self.out);
+            return;
+        };
+        let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
+        let shared = Arc::new(Shared::default());
+        let req = Request {
+            protocol: C::PROTOCOL,
+            params,
+            body: Body::new(body_rx, shared.clone(), declared),
+            peer: self.peer.clone(),
+        };
+        let resp = Responder::new(id, self.resp_tx.clone(), shared.clone());
+        let handler = self.ctx.handler.clone();
+        tokio::spawn(async move {
+            handler.handle(req, resp).await;
+            drop(permit);
+        });
+        self.reqs.push(ReqState {
+            id,
+            body_tx: Some(body_tx),
+            shared,
+            started: false,
+        });
+        self.codec.body_delivered(id, &mut self.out);
+    }
+
+    fn deliver(&mut self, id: u16, msg: BodyMsg) {
+        let Some(tx) = self.find(id).and_then(|r| r.body_tx.as_ref()) else {
+            return; // refused, finished or aborted request: its remaining body is dropped
+        };
+        let end = matches!(msg, BodyMsg::End);
+        match tx.try_send(msg) {
+            Ok(()) => self.delivered(id, end),
+            Err(mpsc::error::TrySendError::Full(msg)) => self.pending = Some((id, msg)),
+            Err(mpsc::error::TrySendError::Closed(_)) => self.body_abandoned(id),
+        }
+    }
+
+    fn delivered(&mut self, id: u16, end: bool) {
+        if end {
+            if let Some(r) = self.find(id) {
+                r.body_tx = None;
+            }
+        }
+        self.codec.body_delivered(id, &mut self.out);
+    }
+
+    /// The application dropped its body reader: the rest of the body is discarded.
+    fn body_abandoned(&mut self, id: u16) {
+        if let Some(r) = self.find(id) {
+            r.body_tx = None;
+        }
+    }
+
+    fn on_eof(&mut self, mid_record: bool) {
+        let incomplete = self.reqs.iter().any(|r| r.body_tx.is_some());
+        if mid_record || incomplete {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL,
+                "web server closed the connection in the middle of a request");
+        }
+        for r in &mut self.reqs {
+            if r.body_tx.take().is_some() {
+                r.shared.abort();
+            }
+        }
+        self.pending = None;
+    }
+
+    fn on_part(&mut self, id: u16, part: Part) {
+        let Some(i) = self.reqs.iter().position(|r| r.id == id) else {
+            return; // the request was already ended (aborted, or the connection failed)
+        };
+        let aborted = self.reqs[i].shared.is_aborted();
+        let out = &mut self.out;
+        match part {
+            Part::Head(head) if !aborted => {
+                if let Err(e) = self.codec.head(id, &head, out) {
+                    warn!(peer = %self.peer, "response head cannot be sent: {e}");
+                    let h = ResponseHead::new(500, "Internal Server Error");
+                    let _ = self.codec.head(id, &h, out);
+                }
+                self.reqs[i].started = true;
+            }
+            Part::Data(data) if !aborted && self.reqs[i].started => {
+                self.codec.body(id, &data, out);
+            }
+            Part::Stderr(data) if !aborted => {
+                if !self.codec.stderr(id, &data, out) {
+                    warn!(peer = %self.peer, "application error output: {}", String::from_utf8_lossy(&data).trim_end());
+                }
+            }
+            Part::End | Part::Fail => {
+                let r = self.reqs.swap_remove(i);
+                let ok = matches!(part, Part::End);
+                let close = if r.started || aborted {
+                    self.codec.end(id, ok, out)
+                } else {
+                    // Nothing was sent yet: the client still gets a well-formed answer.
+                    let h = ResponseHead::new(500, "Internal Server Error")
+                        .header("Content-Type", "text/plain");
+                    let _ = self.codec.head(id, &h, out);
+                    self.codec.body(id, b"Internal Server Error\n", out);
+                    self.codec.end(id, true, out)
+                };
+                self.close |= close;
+                if self.pending.as_ref().is_some_and(|(pid, _)| *pid == id) {
+                    self.pending = None;
+                }
+            }
+            _ => {}
+        }
+    }
+}

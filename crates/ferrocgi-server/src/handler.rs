@@ -1,0 +1,327 @@
+//! The one interface between the serving core and an application.
+//!
+//! A [`Handler`] receives a [`Request`] (CGI-style params, a streamed [`Body`]) and a
+//! [`Responder`] to send the response head and body through. It is the same for FastCGI, SCGI
+//! and AJP13: the connection loop translates. The WSGI host implements it (running Python on
+//! its own threads, through the `blocking_*` methods); so does the pure-Rust `echo` example.
+//!
+//! Backpressure: request body chunks and response parts travel over bounded channels, so a
+//! slow application stops the connection from reading more of the body, and a slow front end
+//! stops the application from producing more response.
+
+use bytes::Bytes;
+use ferrocgi_proto::{Params, ResponseHead};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Which gateway protocol a request arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Protocol {
+    /// FastCGI 1.0.
+    Fastcgi,
+    /// SCGI.
+    Scgi,
+    /// AJP 1.3.
+    Ajp13,
+}
+
+impl Protocol {
+    /// Short lowercase name used in logs and options (`fcgi`, `scgi`, `ajp`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Fastcgi => "fcgi",
+            Protocol::Scgi => "scgi",
+            Protocol::Ajp13 => "ajp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An application: called once per request, on the server's async runtime.
+///
+/// The future should return when the response is finished; dropping the [`Responder`] without
+/// calling [`Responder::finish`] ends the request as failed (a 500 if nothing was sent yet).
+pub trait Handler: Send + Sync + 'static {
+    /// Serves one request.
+    fn handle(&self, req: Request, resp: Responder) -> impl Future<Output = ()> + Send;
+}
+
+/// One request: its CGI-style params and its body.
+#[derive(Debug)]
+pub struct Request {
+    /// The protocol it arrived over.
+    pub protocol: Protocol,
+    /// CGI variables as the front end sent them (AJP's FORWARD_REQUEST is translated).
+    pub params: Params,
+    /// The request body, streamed.
+    pub body: Body,
+    /// The front end's address (`127.0.0.1:41234`, `unix`), for logs.
+    pub peer: Arc<str>,
+}
+
+/// Why reading the request body or writing the response failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamError {
+    /// The front end aborted the request (FCGI_ABORT_REQUEST).
+    Aborted,
+    /// The connection to the front end closed or failed before the stream was complete.
+    Disconnected,
+}
+
+impl fmt::Display for StreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StreamError::Aborted => "request aborted by the web server",
+            StreamError::Disconnected => "connection to the web server lost",
+        })
+    }
+}
+
+impl std::error::Error for StreamError {}
+
+/// A message on a request's body channel.
+#[derive(Debug)]
+pub(crate) enum BodyMsg {
+    Data(Bytes),
+    End,
+}
+
+/// Per-request state shared by the connection loop, the [`Body`] and the [`Responder`].
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    aborted: AtomicBool,
+}
+
+impl Shared {
+    pub(crate) fn abort(&self) {
+        self.aborted.store(true, Ordering::Release);
+    }
+    pub(crate) fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::Acquire)
+    }
+}
+
+/// The request body as a stream of chunks.
+#[derive(Debug)]
+pub struct Body {
+    rx: mpsc::Receiver<BodyMsg>,
+    shared: Arc<Shared>,
+    declared: Option<u64>,
+    done: bool,
+}
+
+impl Body {
+    pub(crate) fn new(
+        rx: mpsc::Receiver<BodyMsg>,
+        shared: Arc<Shared>,
+        declared: Option<u64>,
+    ) -> Self {
+        Body {
+            rx,
+            shared,
+            declared,
+            done: false,
+        }
+    }
+
+    /// The length the front end declared (CONTENT_LENGTH), if it declared one.
+    pub fn declared_length(&self) -> Option<u64> {
+        self.declared
+    }
+
+    fn on_msg(&mut self, msg: Option<BodyMsg>) -> Result<Option<Bytes>, StreamError> {
+        match msg {
+            Some(BodyMsg::Data(b)) => Ok(Some(b)),
+            Some(BodyMsg::End) => {
+                self.done = true;
+                Ok(None)
+            }
+            None if self.shared.is_aborted() => Err(StreamError::Aborted),
+            None => Err(StreamError::Disconnected),
+        }
+    }
+
+    /// The next chunk; `Ok(None)` once the whole body was read.
+    pub async fn chunk(&mut self) -> Result<Option<Bytes>, StreamError> {
+        if self.done {
+            return Ok(None);
+        }
+        let msg = self.rx.recv().await;
+        self.on_msg(msg)
+    }
+
+    /// Like [`Body::chunk`], for threads outside the async runtime (blocks the thread).
+    ///
+    /// # Panics
+    /// When called from inside an async context (tokio forbids blocking there).
+    pub fn blocking_chunk(&mut self) -> Result<Option<Bytes>, StreamError> {
+        if self.done {
+            return Ok(None);
+        }
+        let msg = self.rx.blocking_recv();
+        self.on_msg(msg)
+    }
+}
+
+/// A part of a response, from the application to the connection loop.
+#[derive(Debug)]
+pub(crate) enum Part {
+    Head(ResponseHead),
+    Data(Bytes),
+    Stderr(Bytes),
+    /// The response is complete.
+    End,
+    /// The response cannot be completed: tell the front end it is broken.
+    Fail,
+}
+
+/// Sends one request's response, in order: [`Responder::start`], any number of
+/// [`Responder::write`], then [`Responder::finish`].
+#[derive(Debug)]
+pub struct Responder {
+    id: u16,
+    tx: mpsc::Sender<(u16, Part)>,
+    shared: Arc<Shared>,
+    started: bool,
+    finished: bool,
+}
+
+impl Responder {
+    pub(crate) fn new(id: u16, tx: mpsc::Sender<(u16, Part)>, shared: Arc<Shared>) -> Self {
+        Responder {
+            id,
+            tx,
+            shared,
+            started: false,
+            finished: false,
+        }
+    }
+
+    /// True once the front end aborted the request or its connection was lost: stop working.
+    pub fn is_aborted(&self) -> bool {
+        self.shared.is_aborted() || self.tx.is_closed()
+    }
+
+    /// True once [`Responder::start`] was called.
+    pub fn is_started(&self) -> bool {
+        self.started
+    }
+
+    fn check(&self) -> Result<(), StreamError> {
+        if self.shared.is_aborted() {
+            Err(StreamError::Aborted)
+        } else {
+            Ok(())
+        }
+    }
+
+    async fn send(&mut self, part: Part) -> Result<(), StreamError> {
+        self.check()?;
+        self.tx
+            .send((self.id, part))
+            .await
+            .map_err(|_| StreamError::Disconnected)
+    }
+
+    fn blocking_send(&mut self, part: Part) -> Result<(), StreamError> {
+        self.check()?;
+        self.tx
+            .blocking_send((self.id, part))
+            .map_err(|_| StreamError::Disconnected)
+    }
+
+    /// Sends the status and headers.
+    pub async fn start(&mut self, head: ResponseHead) -> Result<(), StreamError> {
+        debug_assert!(!self.started, "response head sent twice");
+        self.started = true;
+        self.send(Part::Head(head)).await
+    }
+
+    /// Sends a piece of the body (an empty one is skipped).
+    pub async fn write(&mut self, data: Bytes) -> Result<(), StreamError> {
+        if data.is_empty() {
+            return self.check();
+        }
+        self.send(Part::Data(data)).await
+    }
+
+    /// Sends application error output (FastCGI STDERR; the server's log for SCGI and AJP).
+    pub async fn write_stderr(&mut self, data: Bytes) -> Result<(), StreamError> {
+        self.send(Part::Stderr(data)).await
+    }
+
+    /// Completes the response.
+    pub async fn finish(mut self) -> Result<(), StreamError> {
+        self.finished = true;
+        self.send(Part::End).await
+    }
+
+    /// Ends the request as broken: before the head, the front end gets a 500; after it, the
+    /// protocol-level end that tells the front end the response is incomplete.
+    pub async fn fail(mut self) {
+        self.finished = true;
+        let _ = self.tx.send((self.id, Part::Fail)).await;
+    }
+
+    /// [`Responder::start`] for threads outside the async runtime.
+    pub fn blocking_start(&mut self, head: ResponseHead) -> Result<(), StreamError> {
+        self.started = true;
+        self.blocking_send(Part::Head(head))
+    }
+
+    /// [`Responder::write`] for threads outside the async runtime.
+    pub fn blocking_write(&mut self, data: Bytes) -> Result<(), StreamError> {
+        if data.is_empty() {
+            return self.check();
+        }
+        self.blocking_send(Part::Data(data))
+    }
+
+    /// [`Responder::write_stderr`] for threads outside the async runtime.
+    pub fn blocking_write_stderr(&mut self, data: Bytes) -> Result<(), StreamError> {
+        self.blocking_send(Part::Stderr(data))
+    }
+
+    /// [`Responder::finish`] for threads outside the async runtime.
+    pub fn blocking_finish(mut self) -> Result<(), StreamError> {
+        self.finished = true;
+        self.blocking_send(Part::End)
+    }
+
+    /// [`Responder::fail`] for threads outside the async runtime.
+    pub fn blocking_fail(mut self) {
+        self.finished = true;
+        let _ = self.tx.blocking_send((self.id, Part::Fail));
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // A handler that returned (or panicked) without finishing: the request must still end,
+        // or the front end waits forever. The channel may be full, so fall back to a task.
+        match self.tx.try_send((self.id, Part::Fail)) {
+            Ok(()) | Err(mpsc::error::TrySendError::Closed(_)) => {}
+            Err(mpsc::error::TrySendError::Full(msg)) => {
+                let tx = self.tx.clone();
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        let _ = tx.send(msg).await;
+                    });
+                } else {
+                    let _ = tx.blocking_send(msg);
+                }
+            }
+        }
+    }
+}

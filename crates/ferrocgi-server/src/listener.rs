@@ -1,0 +1,360 @@
+//! Listening sockets: TCP (IPv4/IPv6), Unix sockets, and an already-open listening fd.
+//!
+//! Binding happens before the async runtime exists (a prefork supervisor binds once, then
+//! forks), so listeners hold `std` sockets and are turned into tokio ones by [`crate::Server`].
+
+use std::fmt;
+use std::fs;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use tracing::info;
+
+/// Default `listen()` backlog: what nginx uses on Linux (511) rounded up; the kernel caps it at
+/// `net.core.somaxconn`.
+pub const DEFAULT_BACKLOG: i32 = 1024;
+
+/// Where to listen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BindAddr {
+    /// A TCP address; `[::]` listens on IPv6 (and IPv4, as the system's default allows).
+    Tcp(SocketAddr),
+    /// A Unix socket path.
+    Unix(PathBuf),
+    /// An inherited, already listening socket (TCP or Unix).
+    Fd(RawFd),
+}
+
+impl fmt::Display for BindAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BindAddr::Tcp(a) => write!(f, "{a}"),
+            BindAddr::Unix(p) => write!(f, "unix:{}", p.display()),
+            BindAddr::Fd(fd) => write!(f, "fd:{fd}"),
+        }
+    }
+}
+
+/// Options for a Unix socket file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnixSocketOptions {
+    /// Permission bits set on the socket file after binding (e.g. `0o660`); `None` leaves what
+    /// the process umask gave.
+    pub mode: Option<u32>,
+    /// Owner uid and gid set on the socket file after binding.
+    pub owner: Option<(Option<u32>, Option<u32>)>,
+}
+
+/// A bound, listening socket.
+#[derive(Debug)]
+pub struct Listener {
+    pub(crate) sock: ListenSock,
+    desc: String,
+    /// Removes the socket file at exit, if it is still the one we created.
+    _guard: Option<SocketFileGuard>,
+}
+
+#[derive(Debug)]
+pub(crate) enum ListenSock {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    /// Binds and listens on `addr`.
+    pub fn bind(addr: &BindAddr, unix: &UnixSocketOptions, backlog: i32) -> io::Result<Listener> {
+        match addr {
+            BindAddr::Tcp(a) => Self::bind_tcp(*a, backlog),
+            BindAddr::Unix(p) => Self::bind_unix(p, unix, backlog),
+            BindAddr::Fd(fd) => Self::from_fd(*fd),
+        }
+    }
+
+    /// Binds a TCP socket with SO_REUSEADDR (a restart must not wait out TIME_WAIT).
+    pub fn bind_tcp(addr: SocketAddr, backlog: i32) -> io::Result<Listener> {
+        use socket2::{Domain, Socket, Type};
+        let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+        sock.set_reuse_address(true)?;
+        sock.bind(&addr.into())
+            .map_err(|e| annotate(e, &format!("cannot bind {addr}")))?;
+        sock.listen(backlog)?;
+        sock.set_nonblocking(true)?;
+        let l: TcpListener = sock.into();
+        let desc = l.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        Ok(Listener {
+            sock: ListenSock::Tcp(l),
+            desc,
+            _guard: None,
+        })
+    }
+
+    /// Binds a Unix socket, replacing a stale socket file left by a dead server; refuses to
+    /// touch a live server's socket or a file that is not a socket.
+    pub fn bind_unix(path: &Path, opts: &UnixSocketOptions, backlog: i32) -> io::Result<Listener> {
+        clear_stale_socket(path)?;
+        use socket2::{Domain, SockAddr, Socket, Type};
+        let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
+        sock.bind(&SockAddr::unix(path)?)
+            .map_err(|e| annotate(e, &format!("cannot bind unix socket {}", path.display())))?;
+        let guard = SocketFileGuard::new(path)?;
+        if let Some(mode) = opts.mode {
+            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
+        }
+        if let Some((uid, gid)) = opts.owner {
+            nix::unistd::chown(
+                path,
+                uid.map(nix::unistd::Uid::from_raw),
+                gid.map(nix::unistd::Gid::from_raw),
+            )
+            .map_err(|e| annotate(e.into(), &format!("cannot chown {}", path.display())))?;
+        }
+        sock.listen(backlog)?;
+        sock.set_nonblocking(true)?;
+        Ok(Listener {
+            sock: ListenSock::Unix(sock.into()),
+            desc: format!("unix:{}", path.display()),
+            _guard: Some(guard),
+        })
+    }
+
+    /// Takes over an inherited listening socket (FCGI_LISTENSOCK_FILENO, `fd=N`, systemd).
+    pub fn from_fd(fd: RawFd) -> io::Result<Listener> {
+        use nix::sys::socket::{
+            getsockname, getsockopt, sockopt, AddressFamily, SockaddrLike, SockaddrStorage,
+        };
+        let borrowed = fd_checked(fd)?;
+        if !getsockopt(&borrowed, sockopt::AcceptConn).map_err(io::Error::from)? {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("fd {fd} is a socket but not a listening one"),
+            ));
+        }
+        let addr: SockaddrStorage = getsockname(borrowed.as_raw_fd()).map_err(io::Error::from)?;
+        let family = addr.family();
+        // SAFETY: `fd` was just checked to be an open listening socket; the caller hands its
+        // ownership to this listener (it must not use or close the fd afterwards).
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        let sock = match family {
+            Some(AddressFamily::Unix) => ListenSock::Unix(UnixListener::from(owned)),
+            Some(AddressFamily::Inet) | Some(AddressFamily::Inet6) => {
+                ListenSock::Tcp(TcpListener::from(owned))
+            }
+            other => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("fd {fd}: unsupported socket family {other:?}"),
+                ))
+            }
+        };
+        match &sock {
+            ListenSock::Tcp(l) => l.set_nonblocking(true)?,
+            ListenSock::Unix(l) => l.set_nonblocking(true)?,
+        }
+        let desc = match &sock {
+            ListenSock::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            ListenSock::Unix(l) => match l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                Some(p) => format!("unix:{} (fd {fd})", p.display()),
+                None => format!("unix (fd {fd})"),
+            },
+        };
+        Ok(Listener {
+            sock,
+            desc,
+            _guard: None,
+        })
+    }
+
+    /// The TCP address actually bound (useful with port 0).
+    pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
+        match &self.sock {
+            ListenSock::Tcp(l) => l.local_addr().ok(),
+            ListenSock::Unix(_) => None,
+        }
+    }
+
+    /// The raw fd, e.g. to hand to a child process.
+    pub fn as_raw_fd(&self) -> RawFd {
+        match &self.sock {
+            ListenSock::Tcp(l) => l.as_raw_fd(),
+            ListenSock::Unix(l) => l.as_raw_fd(),
+        }
+    }
+}
+
+impl fmt::Display for Listener {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.desc)
+    }
+}
+
+fn fd_checked(fd: RawFd) -> io::Result<std::os::fd::BorrowedFd<'static>> {
+    use nix::sys::stat::{fstat, SFlag};
+    // SAFETY: F_GETFD only reads the descriptor flags; it is defined for any integer.
+    if fd < 0 || unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } == -1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not open"),
+        ));
+    }
+    // SAFETY: F_GETFD just showed `fd` is open; the borrow is used only for the checks in
+    // `from_fd`, before ownership of the fd is taken.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    let st = fstat(borrowed).map_err(io::Error::from)?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT != SFlag::S_IFSOCK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("fd {fd} is not a socket"),
+        ));
+    }
+    Ok(borrowed)
+}
+
+fn annotate(e: io::Error, what: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{what}: {e}"))
+}
+
+/// Removes a socket file nobody listens on; errors if a server is alive on it or the path is
+/// not a socket (never delete a user's regular file because of a typo in `socket=`).
+fn clear_stale_socket(path: &Path) -> io::Result<()> {
+    let md = match fs::symlink_metadata(path) {
+        Ok(md) => md,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(annotate(e, &format!("cannot inspect {}", path.display()))),
+    };
+    if !md.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "{} exists and is not a socket; refusing to replace it",
+                path.display()
+            ),
+        ));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            format!("{} is in use by a running server", path.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            fs::remove_file(path)?;
+            info!(path = %path.display(), "removed stale socket file");
+            Ok(())
+        }
+        Err(e) => Err(annotate(
+            e,
+            &format!("cannot check socket {}", path.display()),
+        )),
+    }
+}
+
+/// Deletes the socket file on drop, but only if it is still the file this process created: a
+/// restart may already have replaced it with the new server's socket.
+#[derive(Debug)]
+struct SocketFileGuard {
+    path: PathBuf,
+    dev: u64,
+    ino: u64,
+}
+
+impl SocketFileGuard {
+    fn new(path: &Path) -> io::Result<Self> {
+        let md = fs::symlink_metadata(path)?;
+        Ok(SocketFileGuard {
+            path: path.to_path_buf(),
+            dev: md.dev(),
+            ino: md.ino(),
+        })
+    }
+}
+
+impl Drop for SocketFileGuard {
+    fn drop(&mut self) {
+        if let Ok(md) = fs::symlink_metadata(&self.path) {
+            if md.dev() == self.dev && md.ino() == self.ino {
+                let _ = fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d =
+            std::env::temp_dir().join(format!("ferrocgi-listener-{}-{name}", std::process::id()));
+        let _ = fs::remove_file(&d);
+        d
+    }
+
+    #[test]
+    fn unix_socket_mode_stale_replace_and_cleanup() {
+        let p = tmp("a.sock");
+        let opts = UnixSocketOptions {
+            mode: Some(0o666),
+            owner: None,
+        };
+        let l = Listener::bind_unix(&p, &opts, 16).unwrap();
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o666
+        );
+        // A live server's socket is refused.
+        let err = Listener::bind_unix(&p, &opts, 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        drop(l);
+        assert!(!p.exists(), "socket file removed at drop");
+
+        // A stale socket (bound, never listening: connect is refused) is replaced.
+        // Closing a listener leaves its file behind with nobody listening.
+        drop(UnixListener::bind(&p).unwrap());
+        assert!(p.exists());
+        let l2 = Listener::bind_unix(&p, &UnixSocketOptions::default(), 16).unwrap();
+        drop(l2);
+        assert!(!p.exists());
+    }
+
+    #[test]
+    fn regular_file_is_not_replaced() {
+        let p = tmp("plain");
+        fs::write(&p, b"keep me").unwrap();
+        let err = Listener::bind_unix(&p, &UnixSocketOptions::default(), 16).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&p).unwrap(), b"keep me");
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn guard_leaves_a_replaced_socket_alone() {
+        let p = tmp("b.sock");
+        let l = Listener::bind_unix(&p, &UnixSocketOptions::default(), 16).unwrap();
+        // Another server replaced the file (as a restart script does): our exit must keep it.
+        fs::remove_file(&p).unwrap();
+        let other = UnixListener::bind(&p).unwrap();
+        drop(l);
+        assert!(p.exists());
+        drop(other);
+        fs::remove_file(&p).unwrap();
+    }
+
+    #[test]
+    fn from_fd_rejects_non_sockets_and_takes_tcp() {
+        let f = fs::File::open("/dev/null").unwrap();
+        let err = Listener::from_fd(f.as_raw_fd()).unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(tcp);
+        let l = Listener::from_fd(fd).unwrap();
+        assert_eq!(l.local_tcp_addr(), Some(addr));
+    }
+}
