@@ -324,10 +324,9 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             Part::Data(data) if !aborted && self.reqs[i].started => {
                 self.codec.body(id, &data, out);
             }
-            Part::Stderr(data) if !aborted => {
-                if !self.codec.stderr(id, &data, out) {
-                    warn!(peer = %self.peer, "application error output: {}", String::from_utf8_lossy(&data).trim_end());
-                }
+            Part::Stderr(data) if !aborted && !self.codec.stderr(id, &data, out) => {
+                warn!(peer = %self.peer, "application error output: {}",
+                    String::from_utf8_lossy(&data).trim_end());
             }
             Part::End | Part::Fail => {
                 let r = self.reqs.swap_remove(i);
