@@ -68,8 +68,8 @@ struct Args {
     #[arg(long)]
     multiplex: bool,
     /// Most requests in flight at once.
-    #[arg(long, default_value_t = ferrocgi_server::DEFAULT_MAX_REQUESTS)]
-    max_requests: usize,
+    #[arg(long, default_value_t = ferrocgi_server::DEFAULT_MAX_IN_FLIGHT)]
+    max_in_flight: usize,
     /// Runtime worker threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
@@ -116,7 +116,7 @@ fn run(args: Args) -> std::io::Result<()> {
     config.ajp.lighttpd_body_compat = args.ajp_lighttpd_compat;
     config.ajp.max_packet = args.ajp_max_packet;
     config.ajp_secret = args.ajp_secret.map(Bytes::from);
-    config.max_requests = args.max_requests;
+    config.max_in_flight = args.max_in_flight;
 
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if let Some(n) = args.workers {

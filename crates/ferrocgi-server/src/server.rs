@@ -15,8 +15,8 @@ use tracing::{debug, error, info, warn};
 /// Default for [`ServerConfig::max_connections`]: enough for nginx/Apache keep-alive pools of
 /// several workers; each connection costs two small buffers.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default for [`ServerConfig::max_requests`]: requests in flight at once across connections.
-pub const DEFAULT_MAX_REQUESTS: usize = 1024;
+/// Default for [`ServerConfig::max_in_flight`]: requests in flight at once across connections.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Default for [`ServerConfig::graceful_timeout`].
 pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -38,7 +38,7 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Most requests in flight at once; past it FastCGI answers FCGI_OVERLOADED and SCGI/AJP
     /// answer 503.
-    pub max_requests: usize,
+    pub max_in_flight: usize,
     /// How long a graceful stop waits for requests in flight before giving up on them.
     pub graceful_timeout: Duration,
 }
@@ -53,7 +53,7 @@ impl ServerConfig {
             ajp: ajp13::Config::default(),
             ajp_secret: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_requests: DEFAULT_MAX_REQUESTS,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             graceful_timeout: DEFAULT_GRACEFUL_TIMEOUT,
         }
     }
@@ -78,8 +78,8 @@ impl<H: Handler> Server<H> {
     pub fn new(listener: Listener, mut config: ServerConfig, handler: H) -> Self {
         // FCGI_GET_VALUES must report what this server really accepts.
         config.fastcgi.max_conns = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
-        config.fastcgi.max_reqs = u32::try_from(config.max_requests).unwrap_or(u32::MAX);
-        let slots = Arc::new(Semaphore::new(config.max_requests));
+        config.fastcgi.max_reqs = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
+        let slots = Arc::new(Semaphore::new(config.max_in_flight));
         Server {
             listener,
             ctx: Arc::new(ServerCtx {

@@ -236,7 +236,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             return;
         }
         let Ok(permit) = self.ctx.slots.clone().try_acquire_owned() else {
-            warn!(peer = %self.peer, protocol = %C::PROTOCOL, max_requests = self.ctx.config.max_requests,
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL, max_in_flight = self.ctx.config.max_in_flight,
                 "server at capacity; refusing request");
             self.close |= self.codec.overloaded(id, &mut self.out);
             return;

@@ -1,0 +1,1 @@
+//! Every option of ferrocgi, parsed and validated in one place (STUB: being written).
