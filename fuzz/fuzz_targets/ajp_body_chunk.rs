@@ -1,3 +1,91 @@
+//! Invariant: after a valid FORWARD_REQUEST (with a Content-Length or chunked, chosen by the
+//! first input byte), the fuzz bytes read as body packets either decode or return an
+//! `ajp13::Error`, in both body formats (standard and lighttpd); the connection never
+//! panics, never yields more body than Content-Length, and yields identical events, output
+//! (GET_BODY_CHUNKs, written as a server would after every event) and error whether the
+//! bytes arrive whole or one byte at a time.
 #![no_main]
-// placeholder: replaced by the codec author
-libfuzzer_sys::fuzz_target!(|_data: &[u8]| {});
+
+use bytes::{Bytes, BytesMut};
+use ferrocgi_proto::ajp13::{encode, Config, Connection, Error, Event, ForwardRequest};
+
+fn head(selector: u8) -> (Vec<u8>, Option<u64>) {
+    let cl = match selector % 4 {
+        0 => None,
+        1 => Some(0),
+        2 => Some(u64::from(selector)),
+        _ => Some(20000),
+    };
+    let mut headers = vec![(
+        Bytes::from_static(b"Transfer-Encoding"),
+        Bytes::from_static(b"chunked"),
+    )];
+    if let Some(n) = cl {
+        headers.push((
+            Bytes::from_static(b"Content-Length"),
+            Bytes::from(n.to_string()),
+        ));
+    }
+    let req = ForwardRequest {
+        method: Bytes::from_static(b"POST"),
+        protocol: Bytes::from_static(b"HTTP/1.1"),
+        req_uri: Bytes::from_static(b"/upload"),
+        headers,
+        ..ForwardRequest::default()
+    };
+    let mut out = BytesMut::new();
+    encode::forward_request(&req, &mut out).expect("small request");
+    (out.to_vec(), cl)
+}
+
+fn run(
+    head: &[u8],
+    body: &[u8],
+    cl: Option<u64>,
+    lighttpd: bool,
+    step: usize,
+) -> (Vec<Event>, Vec<u8>, Option<Error>) {
+    let mut conn = Connection::new(Config {
+        lighttpd_body_compat: lighttpd,
+        ..Config::default()
+    });
+    let mut buf = BytesMut::from(head);
+    let mut out = BytesMut::new();
+    let mut events = Vec::new();
+    let mut received: u64 = 0;
+    let mut feed = vec![&[][..]];
+    feed.extend(body.chunks(step.max(1)));
+    for chunk in feed {
+        buf.extend_from_slice(chunk);
+        loop {
+            match conn.decode(&mut buf) {
+                Ok(Some(e)) => {
+                    if let Event::Body(b) = &e {
+                        assert!(!b.is_empty());
+                        received += b.len() as u64;
+                        if let Some(n) = cl {
+                            assert!(received <= n, "more body than Content-Length");
+                        }
+                    }
+                    events.push(e);
+                    conn.request_body_chunk(&mut out);
+                }
+                Ok(None) => break,
+                Err(e) => return (events, out.to_vec(), Some(e)),
+            }
+        }
+    }
+    (events, out.to_vec(), None)
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let (head, cl) = head(selector);
+    for lighttpd in [false, true] {
+        let whole = run(&head, body, cl, lighttpd, body.len());
+        let bytewise = run(&head, body, cl, lighttpd, 1);
+        assert_eq!(whole, bytewise);
+    }
+});
