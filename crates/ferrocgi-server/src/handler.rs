@@ -258,10 +258,16 @@ impl Responder {
         self.send(Part::Stderr(data)).await
     }
 
-    /// Completes the response.
+    /// Completes the response. After an abort this still ends the request at protocol level
+    /// (FastCGI wants END_REQUEST for an aborted request) and reports the abort.
     pub async fn finish(mut self) -> Result<(), StreamError> {
         self.finished = true;
-        self.send(Part::End).await
+        let aborted = self.check();
+        self.tx
+            .send((self.id, Part::End))
+            .await
+            .map_err(|_| StreamError::Disconnected)?;
+        aborted
     }
 
     /// Ends the request as broken: before the head, the front end gets a 500; after it, the
@@ -293,7 +299,11 @@ impl Responder {
     /// [`Responder::finish`] for threads outside the async runtime.
     pub fn blocking_finish(mut self) -> Result<(), StreamError> {
         self.finished = true;
-        self.blocking_send(Part::End)
+        let aborted = self.check();
+        self.tx
+            .blocking_send((self.id, Part::End))
+            .map_err(|_| StreamError::Disconnected)?;
+        aborted
     }
 
     /// [`Responder::fail`] for threads outside the async runtime.

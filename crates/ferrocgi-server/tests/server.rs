@@ -95,7 +95,7 @@ fn start(config: ServerConfig) -> Running {
 // ---- FastCGI helpers -------------------------------------------------------------------
 
 fn fcgi_request(out: &mut BytesMut, id: u16, keep: bool, query: &str, body: &[u8]) {
-    fastcgi::encode::begin_request(id, fastcgi::Role::Responder, keep, out);
+    fastcgi::encode::begin_request(id, fastcgi::record::FCGI_RESPONDER, keep, out);
     let len = body.len().to_string();
     fastcgi::encode::params(
         id,
@@ -217,7 +217,7 @@ async fn fastcgi_multiplexed_requests_interleave() {
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
     let mut out = BytesMut::new();
     // Request 2 starts first, request 1 interleaves, 2's body ends last.
-    fastcgi::encode::begin_request(2, fastcgi::Role::Responder, true, &mut out);
+    fastcgi::encode::begin_request(2, fastcgi::record::FCGI_RESPONDER, true, &mut out);
     fastcgi::encode::params(2, &[(b"QUERY_STRING".as_slice(), b"".as_slice())], &mut out);
     fastcgi::encode::stdin(2, b"hello ", &mut out);
     fcgi_request(&mut out, 1, true, "", b"one");
@@ -235,7 +235,7 @@ async fn fastcgi_abort_request_reaches_the_handler_and_ends_the_request() {
     let srv = start(ServerConfig::new(Protocol::Fastcgi));
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
     let mut out = BytesMut::new();
-    fastcgi::encode::begin_request(1, fastcgi::Role::Responder, true, &mut out);
+    fastcgi::encode::begin_request(1, fastcgi::record::FCGI_RESPONDER, true, &mut out);
     fastcgi::encode::params(
         1,
         &[(b"CONTENT_LENGTH".as_slice(), b"100".as_slice())],
@@ -273,7 +273,7 @@ async fn fastcgi_over_capacity_answers_overloaded() {
     // The first request holds the only slot: its body never ends.
     let mut a = TcpStream::connect(srv.addr).await.unwrap();
     let mut out = BytesMut::new();
-    fastcgi::encode::begin_request(1, fastcgi::Role::Responder, true, &mut out);
+    fastcgi::encode::begin_request(1, fastcgi::record::FCGI_RESPONDER, true, &mut out);
     fastcgi::encode::params(
         1,
         &[(b"CONTENT_LENGTH".as_slice(), b"10".as_slice())],
@@ -462,7 +462,7 @@ fn ajp_forward(secret: Option<&str>, body: &[u8]) -> BytesMut {
         ..Default::default()
     };
     let mut out = BytesMut::new();
-    ajp13::encode::forward_request(&fr, &mut out);
+    ajp13::encode::forward_request(&fr, &mut out).unwrap();
     out
 }
 
@@ -479,7 +479,7 @@ async fn ajp_exchange(s: &mut TcpStream, mut body: &[u8]) -> (u16, Vec<u8>, bool
                 ajp13::ContainerPacket::GetBodyChunk(n) => {
                     let take = body.len().min(n as usize);
                     let mut out = BytesMut::new();
-                    ajp13::encode::body_chunk(&body[..take], false, &mut out);
+                    ajp13::encode::body_chunk(&body[..take], false, &mut out).unwrap();
                     body = &body[take..];
                     s.write_all(&out).await.unwrap();
                 }
@@ -504,7 +504,7 @@ async fn ajp_body_round_trips_and_secret_is_enforced() {
     let body = vec![9u8; 30000];
     // The first chunk comes unsolicited, right behind FORWARD_REQUEST.
     let mut out = ajp_forward(Some("s3cret"), &body);
-    ajp13::encode::body_chunk(&body[..8186], false, &mut out);
+    ajp13::encode::body_chunk(&body[..8186], false, &mut out).unwrap();
     s.write_all(&out).await.unwrap();
     let (status, data, reuse) = ajp_exchange(&mut s, &body[8186..]).await;
     assert_eq!(

@@ -61,6 +61,11 @@ pub(crate) trait ServerCodec: Send + 'static {
     }
     /// What to send before closing on a protocol error, if anything useful can be said.
     fn error_reply(&mut self, _err: &ProtoError, _out: &mut BytesMut) {}
+    /// True when the codec itself decided the connection must close once its replies are
+    /// flushed (FastCGI: a request it refused by itself had no FCGI_KEEP_CONN).
+    fn wants_close(&self) -> bool {
+        false
+    }
     /// Whether the request just decoded may be served; `Err(reason)` answers 403 and closes.
     fn admit(&mut self) -> Result<(), &'static str> {
         Ok(())
@@ -100,6 +105,10 @@ impl ServerCodec for Fcgi {
         if self.0.has_output() {
             self.0.take_output(out);
         }
+    }
+
+    fn wants_close(&self) -> bool {
+        self.0.should_close() && self.0.active_requests() == 0
     }
 
     fn head(&mut self, id: u16, head: &ResponseHead, out: &mut BytesMut) -> Result<(), ProtoError> {
@@ -177,10 +186,13 @@ impl ServerCodec for Scgi {
         true
     }
 
-    fn error_reply(&mut self, _err: &ProtoError, out: &mut BytesMut) {
+    fn error_reply(&mut self, err: &ProtoError, out: &mut BytesMut) {
         // The front end relays this to the client, which then sees a 400 instead of a 502.
-        let head = ResponseHead::new(400, "Bad Request").header("Content-Type", "text/plain");
-        head.encode_cgi(out);
+        let status = match err {
+            ProtoError::Scgi(e) => e.response_status(),
+            _ => 400,
+        };
+        error_response(status).encode_cgi(out);
         out.extend_from_slice(b"malformed SCGI request\n");
     }
 }
@@ -251,4 +263,26 @@ impl ServerCodec for Ajp {
         self.conn.end_response(ok, out);
         !ok
     }
+
+    fn error_reply(&mut self, err: &ProtoError, out: &mut BytesMut) {
+        // A request the front end is waiting on gets an HTTP error it can relay; a stream that
+        // is out of sync (bad magic, …) can only be closed.
+        if let ProtoError::Ajp13(e) = err {
+            if let Some(status) = e.response_status() {
+                if self.conn.send_headers(&error_response(status), out).is_ok() {
+                    self.conn.end_response(false, out);
+                }
+            }
+        }
+    }
+}
+
+/// The response for a request the server refuses because of a protocol error.
+fn error_response(status: u16) -> ResponseHead {
+    let reason = match status {
+        413 => "Payload Too Large",
+        431 => "Request Header Fields Too Large",
+        _ => "Bad Request",
+    };
+    ResponseHead::new(status, reason).header("Content-Type", "text/plain")
 }

@@ -98,7 +98,7 @@ pub(crate) async fn serve<S, C, H>(
             }
             c.out.clear();
         }
-        if c.close || (c.reqs.is_empty() && (eof || draining)) {
+        if c.close || (c.reqs.is_empty() && (eof || draining || c.codec.wants_close())) {
             break;
         }
         if rbuf.capacity() - rbuf.len() < 4096 {

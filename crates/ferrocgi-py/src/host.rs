@@ -1,0 +1,337 @@
+//! The WSGI host: a [`Handler`] that collects each request's body on the async side, then runs
+//! the application on a bounded pool of Python threads.
+//!
+//! # Theory of operation
+//!
+//! `handle` (async, no GIL) reads the body ([`crate::input::collect`]), answers 413 itself when
+//! it is too large, then queues a [`Job`] for the pool and waits for it to finish, so the
+//! server's in-flight limit counts requests until their response is complete. Each pool thread
+//! holds the GIL only while Python code runs: waiting for a job and every blocking send of
+//! response bytes happen with the GIL released.
+
+use crate::environ::{build_environ, EnvironBase};
+use crate::input::{collect, BodyData, CollectError, InputStream};
+use crate::response::{self, lock, ClientDisconnected, ResponseState, StartResponse};
+use crate::wsgi::{ErrorStream, FileWrapper};
+use bytes::Bytes;
+use ferrocgi_server::{Handler, Params, Protocol, Request, Responder, ResponseHead};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+/// Settings of the host (from the option set).
+#[derive(Debug, Clone)]
+pub struct HostSettings {
+    /// `script_name=`: the public mount prefix.
+    pub script_name: Option<String>,
+    /// Bodies past this many bytes are spooled to a temporary file.
+    pub spool_threshold: u64,
+    /// Bodies past this many bytes are refused with 413.
+    pub max_body: Option<u64>,
+    /// Show tracebacks in 500 pages (never in production: it leaks source code).
+    pub debug: bool,
+    /// `wsgi.multithread`.
+    pub multithread: bool,
+    /// `wsgi.multiprocess`.
+    pub multiprocess: bool,
+    /// AJP `req_uri` arrives decoded (lighttpd) rather than encoded (Apache).
+    pub ajp_path_decoded: bool,
+}
+
+/// One request handed to the Python pool.
+pub struct Job {
+    pub protocol: Protocol,
+    pub params: Params,
+    pub peer: Arc<str>,
+    pub body: BodyData,
+    pub body_len: u64,
+    pub resp: Responder,
+    pub done: oneshot::Sender<()>,
+}
+
+/// The [`Handler`] side: async, never touches Python.
+pub struct WsgiHandler {
+    jobs: crossbeam_channel::Sender<Job>,
+    settings: Arc<HostSettings>,
+}
+
+fn plain(status: u16, reason: &'static str) -> ResponseHead {
+    ResponseHead::new(status, reason).header("Content-Type", "text/plain; charset=utf-8")
+}
+
+async fn answer(mut resp: Responder, head: ResponseHead, body: &'static [u8]) {
+    if resp.start(head).await.is_ok() && resp.write(Bytes::from_static(body)).await.is_ok() {
+        let _ = resp.finish().await;
+    }
+}
+
+impl Handler for WsgiHandler {
+    async fn handle(&self, mut req: Request, resp: Responder) {
+        let s = &self.settings;
+        let (body, body_len) = match collect(&mut req.body, s.spool_threshold, s.max_body).await {
+            Ok(b) => b,
+            Err(CollectError::TooLarge(n)) => {
+                warn!(peer = %req.peer, size = n, max_body = ?s.max_body, "request body too large; answered 413");
+                return answer(
+                    resp,
+                    plain(413, "Payload Too Large"),
+                    b"request body too large\n",
+                )
+                .await;
+            }
+            Err(CollectError::Stream(e)) => {
+                info!(peer = %req.peer, "request body incomplete: {e}");
+                return;
+            }
+            Err(CollectError::Io(e)) => {
+                error!(peer = %req.peer, "cannot spool the request body to a temporary file: {e}");
+                return answer(
+                    resp,
+                    plain(500, "Internal Server Error"),
+                    b"internal server error\n",
+                )
+                .await;
+            }
+        };
+        let (done, finished) = oneshot::channel();
+        let job = Job {
+            protocol: req.protocol,
+            params: req.params,
+            peer: req.peer,
+            body,
+            body_len,
+            resp,
+            done,
+        };
+        if let Err(e) = self.jobs.send(job) {
+            error!("the Python worker pool is gone; answering 503");
+            let job = e.into_inner();
+            return answer(
+                job.resp,
+                plain(503, "Service Unavailable"),
+                b"server stopping\n",
+            )
+            .await;
+        }
+        let _ = finished.await;
+    }
+}
+
+/// The application and what every request shares.
+pub struct Host {
+    app: Py<PyAny>,
+    base: EnvironBase,
+    settings: Arc<HostSettings>,
+}
+
+impl Host {
+    /// Starts `threads` Python threads serving `app`; returns the handler feeding them.
+    pub fn start(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        settings: HostSettings,
+        threads: usize,
+    ) -> PyResult<WsgiHandler> {
+        let settings = Arc::new(settings);
+        let host = Arc::new(Host {
+            app,
+            base: EnvironBase::new(py, &settings)?,
+            settings: settings.clone(),
+        });
+        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        for i in 0..threads.max(1) {
+            let rx = rx.clone();
+            let host = host.clone();
+            std::thread::Builder::new()
+                .name(format!("ferrocgi-py-{i}"))
+                .spawn(move || Python::attach(|py| host.worker(py, rx)))
+                .map_err(PyErr::from)?;
+        }
+        Ok(WsgiHandler { jobs: tx, settings })
+    }
+
+    fn worker(&self, py: Python<'_>, rx: crossbeam_channel::Receiver<Job>) {
+        while let Ok(job) = py.detach(|| rx.recv()) {
+            self.run(py, job);
+        }
+    }
+
+    /// Runs one request to completion; never raises.
+    fn run(&self, py: Python<'_>, job: Job) {
+        let Job {
+            protocol,
+            params,
+            peer,
+            body,
+            body_len,
+            resp,
+            done,
+        } = job;
+        let state: response::Shared = Arc::new(Mutex::new(ResponseState {
+            head: None,
+            sent: false,
+            responder: Some(resp),
+        }));
+        let uri =
+            String::from_utf8_lossy(params.get(b"REQUEST_URI").unwrap_or_default()).into_owned();
+        let outcome = self.call_app(py, protocol, &params, &peer, &uri, body, body_len, &state);
+        let mut st = lock(&state);
+        let st = &mut *st;
+        let Some(mut resp) = st.responder.take() else {
+            return drop(done);
+        };
+        match outcome {
+            Ok(()) => {
+                py.detach(|| {
+                    if !st.sent {
+                        let head = st.head.take().unwrap_or_else(|| {
+                            error!(uri, "the application returned without calling start_response; answered 500");
+                            plain(500, "Internal Server Error")
+                        });
+                        let _ = resp.blocking_start(head);
+                    }
+                    let _ = resp.blocking_finish();
+                });
+            }
+            Err(e) if e.is_instance_of::<ClientDisconnected>(py) => {
+                info!(uri, peer = %peer, "client went away: {e}");
+                py.detach(|| resp.blocking_fail());
+            }
+            Err(e) => {
+                let tb = format_traceback(py, &e);
+                error!(uri, peer = %peer, "application error:\n{tb}");
+                let sent = st.sent;
+                py.detach(|| {
+                    if sent {
+                        // The head is out: the front end must learn the response is cut short.
+                        resp.blocking_fail();
+                    } else {
+                        let body = if self.settings.debug {
+                            format!("Internal Server Error\n\n{tb}")
+                        } else {
+                            "Internal Server Error\n".to_string()
+                        };
+                        let _ = resp.blocking_start(plain(500, "Internal Server Error"));
+                        let _ = resp.blocking_write(Bytes::from(body));
+                        let _ = resp.blocking_finish();
+                    }
+                });
+            }
+        }
+        drop(done);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn call_app(
+        &self,
+        py: Python<'_>,
+        protocol: Protocol,
+        params: &Params,
+        peer: &Arc<str>,
+        uri: &str,
+        body: BodyData,
+        body_len: u64,
+        state: &response::Shared,
+    ) -> PyResult<()> {
+        let input = Py::new(py, InputStream::new(body))?;
+        let errors = Py::new(py, ErrorStream::new(uri.to_string(), peer.clone()))?;
+        let environ = build_environ(
+            py,
+            &self.base,
+            &self.settings,
+            protocol,
+            params,
+            body_len,
+            input,
+            errors,
+        )?;
+        let sr = Py::new(
+            py,
+            StartResponse {
+                state: state.clone(),
+            },
+        )?;
+        let iterable = self.app.bind(py).call1((environ, sr))?;
+        let sent = stream_iterable(py, &iterable, state);
+        // PEP 3333: close() is called whatever happened, even after an exception.
+        let closed = match iterable.getattr(pyo3::intern!(py, "close")) {
+            Ok(close) => close.call0().map(|_| ()),
+            Err(_) => Ok(()),
+        };
+        sent.and(closed)
+    }
+}
+
+/// Sends every chunk of the application's iterable; `wsgi.file_wrapper` over a real file is
+/// read and sent by Rust without the GIL.
+fn stream_iterable(
+    py: Python<'_>,
+    iterable: &Bound<'_, PyAny>,
+    state: &response::Shared,
+) -> PyResult<()> {
+    if let Ok(fw) = iterable.cast::<FileWrapper>() {
+        if let Some(file) = fw.get().dup_file(py) {
+            return send_file(py, file, fw.get().blksize, state);
+        }
+    }
+    for item in iterable.try_iter()? {
+        let item = item?;
+        let b = item.cast::<PyBytes>().map_err(|_| {
+            pyo3::exceptions::PyTypeError::new_err(format!(
+                "the application must yield bytes, not {}",
+                item.get_type()
+                    .name()
+                    .map(|n| n.to_string())
+                    .unwrap_or_default()
+            ))
+        })?;
+        let data = b.as_bytes();
+        if !data.is_empty() {
+            response::send(py, state, Bytes::copy_from_slice(data))?;
+        }
+    }
+    Ok(())
+}
+
+fn send_file(
+    py: Python<'_>,
+    mut file: std::fs::File,
+    blksize: usize,
+    state: &response::Shared,
+) -> PyResult<()> {
+    let blksize = blksize.clamp(4096, 1 << 20);
+    loop {
+        let chunk = py.detach(|| {
+            let mut buf = vec![0u8; blksize];
+            let n = file.read(&mut buf)?;
+            buf.truncate(n);
+            Ok::<_, std::io::Error>(buf)
+        })?;
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        response::send(py, state, Bytes::from(chunk))?;
+    }
+}
+
+/// The traceback as Python prints it.
+pub fn format_traceback(py: Python<'_>, e: &PyErr) -> String {
+    let formatted = (|| -> PyResult<String> {
+        let tb = py.import("traceback")?;
+        let lines = tb.call_method1(
+            "format_exception",
+            (e.get_type(py), e.value(py), e.traceback(py)),
+        )?;
+        let s: String = pyo3::types::PyString::new(py, "")
+            .call_method1("join", (lines,))?
+            .extract()?;
+        Ok(s)
+    })();
+    formatted
+        .unwrap_or_else(|_| e.to_string())
+        .trim_end()
+        .to_string()
+}

@@ -1,0 +1,242 @@
+//! `start_response`, the legacy `write()` callable, and sending the response from a Python
+//! thread (the GIL is released for every blocking send).
+
+use bytes::Bytes;
+use ferrocgi_server::{Responder, ResponseHead, StreamError};
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyList, PyString, PyTuple};
+use std::sync::{Arc, Mutex};
+
+pyo3::create_exception!(
+    _ferrocgi,
+    ClientDisconnected,
+    pyo3::exceptions::PyOSError,
+    "The web server aborted the request or its connection was lost."
+);
+
+/// One response in the making.
+pub struct ResponseState {
+    /// Set by start_response; sent with the first non-empty body chunk (or at the end).
+    pub head: Option<ResponseHead>,
+    /// True once the head went to the front end: start_response can no longer change it.
+    pub sent: bool,
+    /// `None` once finished or failed.
+    pub responder: Option<Responder>,
+}
+
+/// Shared between `start_response`, `write()` and the host's iteration loop. Only the Python
+/// thread running the request touches it, so the lock is never contended.
+pub type Shared = Arc<Mutex<ResponseState>>;
+
+pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ResponseState> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn stream_err(e: StreamError) -> PyErr {
+    ClientDisconnected::new_err(e.to_string())
+}
+
+/// Sends `data` (head first if not yet sent), releasing the GIL while waiting.
+pub fn send(py: Python<'_>, state: &Shared, data: Bytes) -> PyResult<()> {
+    py.detach(|| {
+        let mut st = lock(state);
+        let st = &mut *st;
+        let Some(resp) = st.responder.as_mut() else {
+            return Err(StreamError::Disconnected);
+        };
+        if !st.sent {
+            let head = st.head.take().ok_or(StreamError::Aborted)?;
+            st.sent = true;
+            resp.blocking_start(head)?;
+        }
+        resp.blocking_write(data)
+    })
+    .map_err(|e| match e {
+        StreamError::Aborted if !lock(state).sent => PyAssertionError::new_err(
+            "the application sent body data before calling start_response",
+        ),
+        e => stream_err(e),
+    })
+}
+
+/// Validates a status line: three digits, a space, a reason without control characters.
+fn parse_status(status: &str) -> PyResult<(u16, String)> {
+    let bad = || {
+        PyValueError::new_err(format!(
+            "invalid status {status:?}: expected three digits, a space and a reason, e.g. '200 OK'"
+        ))
+    };
+    let b = status.as_bytes();
+    if b.len() < 4 || !b[..3].iter().all(u8::is_ascii_digit) || b[3] != b' ' {
+        return Err(bad());
+    }
+    if status.chars().any(|c| c.is_control() || c as u32 > 0xff) {
+        return Err(bad());
+    }
+    let code: u16 = status[..3].parse().map_err(|_| bad())?;
+    if code < 100 {
+        return Err(bad());
+    }
+    Ok((code, status[4..].to_string()))
+}
+
+/// Header names PEP 3333 forbids applications to send: they describe the connection, which is
+/// the web server's business.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+fn is_token_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+fn latin1_bytes(s: &str) -> Bytes {
+    Bytes::from(s.chars().map(|c| c as u8).collect::<Vec<u8>>())
+}
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
+    let list = headers.cast::<PyList>().map_err(|_| {
+        PyTypeError::new_err(format!(
+            "response headers must be a list of (name, value) tuples, not {}",
+            headers
+                .get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })?;
+    let mut out = Vec::with_capacity(list.len());
+    for item in list.iter() {
+        let t = item.cast::<PyTuple>().map_err(|_| {
+            PyTypeError::new_err(format!(
+                "response header {item:?} is not a (name, value) tuple"
+            ))
+        })?;
+        if t.len() != 2 {
+            return Err(PyTypeError::new_err(format!(
+                "response header {t:?} must have exactly two items"
+            )));
+        }
+        let (n, v) = (t.get_item(0)?, t.get_item(1)?);
+        let (Ok(n), Ok(v)) = (n.cast::<PyString>(), v.cast::<PyString>()) else {
+            return Err(PyTypeError::new_err(format!(
+                "response header {t:?}: name and value must be str"
+            )));
+        };
+        let (n, v) = (n.to_cow()?, v.to_cow()?);
+        if n.is_empty() || !n.chars().all(is_token_char) {
+            return Err(PyValueError::new_err(format!(
+                "invalid response header name {n:?}"
+            )));
+        }
+        if HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h)) {
+            return Err(PyAssertionError::new_err(format!(
+                "hop-by-hop header {n:?} is not allowed in a WSGI response (PEP 3333)"
+            )));
+        }
+        if v.chars()
+            .any(|c| (c.is_control() && c != '\t') || c as u32 > 0xff)
+        {
+            return Err(PyValueError::new_err(format!(
+                "response header {n:?} has a control or non-latin-1 character in its value"
+            )));
+        }
+        out.push((Bytes::copy_from_slice(n.as_bytes()), latin1_bytes(&v)));
+    }
+    Ok(out)
+}
+
+/// The `start_response` callable handed to the application.
+#[pyclass(module = "ferrocgi._ferrocgi", name = "StartResponse", frozen)]
+pub struct StartResponse {
+    pub state: Shared,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info=None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<WriteFn>> {
+        let exc_info = exc_info.filter(|e| !e.is_none());
+        {
+            let st = lock(&self.state);
+            if let Some(exc) = exc_info {
+                if st.sent {
+                    // PEP 3333: too late to change the response; re-raise the original error.
+                    drop(st);
+                    let value = exc.get_item(1)?;
+                    return Err(PyErr::from_value(value));
+                }
+            } else if st.head.is_some() || st.sent {
+                return Err(PyAssertionError::new_err(
+                    "start_response called a second time without exc_info",
+                ));
+            }
+        }
+        let status = status
+            .cast::<PyString>()
+            .map_err(|_| PyTypeError::new_err("status must be a str such as '200 OK'"))?;
+        let (code, reason) = parse_status(&status.to_cow()?)?;
+        let headers = parse_headers(headers)?;
+        let mut head = ResponseHead::new(code, reason);
+        head.headers = headers;
+        lock(&self.state).head = Some(head);
+        Py::new(
+            py,
+            WriteFn {
+                state: self.state.clone(),
+            },
+        )
+    }
+}
+
+/// The legacy `write(data)` callable returned by `start_response`.
+#[pyclass(module = "ferrocgi._ferrocgi", name = "WriteFn", frozen)]
+pub struct WriteFn {
+    state: Shared,
+}
+
+#[pymethods]
+impl WriteFn {
+    fn __call__(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let b = data
+            .cast::<pyo3::types::PyBytes>()
+            .map_err(|_| PyTypeError::new_err("write() takes bytes"))?;
+        if b.as_bytes().is_empty() {
+            return Ok(());
+        }
+        send(py, &self.state, Bytes::copy_from_slice(b.as_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(parse_status("200 OK").unwrap(), (200, "OK".into()));
+        assert_eq!(
+            parse_status("404 Custom reason").unwrap(),
+            (404, "Custom reason".into())
+        );
+        Python::initialize();
+        for bad in ["200", "20 OK", "200OK", "abc OK", "200 O\nK", "099 Low"] {
+            assert!(parse_status(bad).is_err(), "{bad}");
+        }
+    }
+}
