@@ -1,0 +1,58 @@
+"""Type stubs for the Rust extension module (keep in sync with crates/ferrocgi-py)."""
+
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+
+__version__: str
+
+class ClientDisconnected(OSError):
+    """The web server aborted the request or its connection was lost."""
+
+class InputStream:
+    """``wsgi.input``: the request body, complete and read-only."""
+    def read(self, size: Optional[int] = None) -> bytes: ...
+    def readline(self, size: Optional[int] = None) -> bytes: ...
+    def readlines(self, hint: Optional[int] = None) -> List[bytes]: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def readable(self) -> bool: ...
+    def seekable(self) -> bool: ...
+    def close(self) -> None: ...
+
+class ErrorStream:
+    """``wsgi.errors``: lines go to the server's error log, tagged with the request."""
+    def write(self, s: str) -> int: ...
+    def writelines(self, lines: Iterable[str]) -> None: ...
+    def flush(self) -> None: ...
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: a real file is sent by Rust without holding the GIL."""
+    def __init__(self, filelike: Any, blksize: int = 8192) -> None: ...
+    def __iter__(self) -> Iterator[bytes]: ...
+    def __next__(self) -> bytes: ...
+    def close(self) -> None: ...
+
+class WriteFn:
+    def __call__(self, data: bytes) -> None: ...
+
+class StartResponse:
+    def __call__(
+        self,
+        status: str,
+        headers: List[Tuple[str, str]],
+        exc_info: Optional[Tuple[Any, Any, Any]] = None,
+    ) -> WriteFn: ...
+
+def serve(
+    app: Callable[..., Iterable[bytes]],
+    bind: str,
+    protocol: str = "fcgi",
+    threads: int = 8,
+    script_name: Optional[str] = None,
+    debug: bool = False,
+    log_level: str = "info",
+    spool_threshold: int = 1048576,
+    max_body: Optional[int] = None,
+    ajp_lighttpd_compat: bool = False,
+    socket_mode: Optional[int] = None,
+) -> None:
+    """Serve ``app`` on ``bind`` (``HOST:PORT``, ``unix:PATH`` or ``fd:N``) until SIGTERM/SIGINT."""
