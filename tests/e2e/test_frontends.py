@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 import harness
+import wire
 from harness import Backend, Frontend
 
 MIB = 1024 * 1024
@@ -177,20 +178,8 @@ class CgiFcgiClient(Client):
 
 
 def parse_cgi(out: bytes) -> Reply:
-    """A CGI response (``Status:`` + headers + blank line + body) as a Reply."""
-    sep = min((i, n) for i, n in ((out.find(b"\r\n\r\n"), 4), (out.find(b"\n\n"), 2)) if i >= 0)
-    head, body = out[: sep[0]], out[sep[0] + sep[1] :]
-    headers = []
-    status, reason = 200, "OK"
-    for line in head.decode("latin-1").splitlines():
-        name, _, value = line.partition(":")
-        value = value.strip()
-        if name.lower() == "status":
-            code, _, reason = value.partition(" ")
-            status = int(code)
-        else:
-            headers.append((name, value))
-    return Reply(status, reason, headers, body)
+    cgi = wire.parse_cgi(out)
+    return Reply(cgi.status, cgi.reason, cgi.headers, cgi.body)
 
 
 @pytest.fixture(scope="module")
