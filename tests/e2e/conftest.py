@@ -56,8 +56,9 @@ def _start(stack: contextlib.ExitStack, cm: contextlib.AbstractContextManager[An
     try:
         return stack.enter_context(cm)
     except RuntimeError as exc:
-        # Setup problems (binary missing, server refused its config) are errors, not skips.
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    # Setup problems (binary missing, server refused its config) fail the test, never skip it.
+    pytest.fail(problem, pytrace=False)
 
 
 @pytest.fixture

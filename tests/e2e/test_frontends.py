@@ -182,26 +182,32 @@ def parse_cgi(out: bytes) -> Reply:
     return Reply(cgi.status, cgi.reason, cgi.headers, cgi.body)
 
 
+def start_path(stack: contextlib.ExitStack, rundir: Path, path: Path_) -> Client:
+    backend = stack.enter_context(
+        harness.start_backend(rundir, path.protocol, path.transport, **path.backend_flags)
+    )
+    if path.server == "cgi-fcgi":
+        return CgiFcgiClient(path, backend)
+    starter = {
+        "nginx": harness.start_nginx,
+        "apache": harness.start_apache,
+        "lighttpd": harness.start_lighttpd,
+    }[path.server]
+    return HttpClient(path, stack.enter_context(starter(rundir, backend)))
+
+
 @pytest.fixture(scope="module")
 def client(request: pytest.FixtureRequest, rundir: Path) -> Iterator[Client]:
-    path: Path_ = request.param
+    """The path's backend and front end, started once per module and path."""
     with contextlib.ExitStack() as stack:
         try:
-            backend = stack.enter_context(
-                harness.start_backend(rundir, path.protocol, path.transport, **path.backend_flags)
-            )
-            if path.server == "cgi-fcgi":
-                yield CgiFcgiClient(path, backend)
-                return
-            starter = {
-                "nginx": harness.start_nginx,
-                "apache": harness.start_apache,
-                "lighttpd": harness.start_lighttpd,
-            }[path.server]
-            frontend = stack.enter_context(starter(rundir, backend))
+            started = start_path(stack, rundir, request.param)
         except RuntimeError as exc:
-            pytest.fail(str(exc), pytrace=False)
-        yield HttpClient(path, frontend)
+            problem = str(exc)  # fail outside the except block: no chained traceback
+        else:
+            yield started
+            return
+    pytest.fail(problem, pytrace=False)
 
 
 def over(paths: list[Path_]) -> pytest.MarkDecorator:
