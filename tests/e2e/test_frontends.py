@@ -210,6 +210,15 @@ def client(request: pytest.FixtureRequest, rundir: Path) -> Iterator[Client]:
     pytest.fail(problem, pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def backend_log_stays_clean(client: Client) -> Iterator[None]:
+    """Real front ends send well-formed traffic: the backend must log no protocol error for it."""
+    since = len(client.backend.log_lines())
+    yield
+    errors = [line for line in client.backend.log_lines()[since:] if "protocol error" in line]
+    assert not errors, "backend logged protocol errors:\n" + "\n".join(errors)
+
+
 def over(paths: list[Path_]) -> pytest.MarkDecorator:
     return pytest.mark.parametrize(
         "client", paths, ids=[p.id for p in paths], indirect=True, scope="module"
@@ -244,6 +253,10 @@ def test_params_seen_by_app(client: Client) -> None:
         assert uri in (target, target.partition("?")[0]), uri
     else:
         assert uri == target
+    if client.path.protocol != "ajp":
+        # The configs mount the app at the prefix and split the path there (AJP has neither).
+        assert one(params, "SCRIPT_NAME") == client.prefix
+        assert one(params, "PATH_INFO") == "/some/path"
     assert one(params, "HTTP_X_TEST") == "hello e2e"
     assert one(params, "SERVER_NAME"), "SERVER_NAME missing or empty"
     assert (one(params, "SERVER_PORT") or "").isdigit(), "SERVER_PORT missing or not a number"
