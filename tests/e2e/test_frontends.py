@@ -36,7 +36,7 @@ def pattern(n: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class Path_:
+class FrontPath:
     id: str
     server: str  # nginx | apache | lighttpd | cgi-fcgi
     protocol: str  # fcgi | scgi | ajp
@@ -53,21 +53,21 @@ class Path_:
 
 PATHS = [
     # FastCGI
-    Path_("nginx-fcgi-tcp", "nginx", "fcgi", "tcp", reuses_backend_conns=True),
-    Path_("nginx-fcgi-unix", "nginx", "fcgi", "unix", reuses_backend_conns=True),
-    Path_("apache-fcgi-tcp", "apache", "fcgi", "tcp", reuses_backend_conns=True),
-    Path_("apache-fcgi-unix", "apache", "fcgi", "unix", reuses_backend_conns=True),
-    Path_("lighttpd-fcgi-tcp", "lighttpd", "fcgi", "tcp", reason_404="Not Found"),
-    Path_("lighttpd-fcgi-unix", "lighttpd", "fcgi", "unix", reason_404="Not Found"),
-    Path_("cgi-fcgi-tcp", "cgi-fcgi", "fcgi", "tcp", chunked="n/a"),
-    Path_("cgi-fcgi-unix", "cgi-fcgi", "fcgi", "unix", chunked="n/a"),
+    FrontPath("nginx-fcgi-tcp", "nginx", "fcgi", "tcp", reuses_backend_conns=True),
+    FrontPath("nginx-fcgi-unix", "nginx", "fcgi", "unix", reuses_backend_conns=True),
+    FrontPath("apache-fcgi-tcp", "apache", "fcgi", "tcp", reuses_backend_conns=True),
+    FrontPath("apache-fcgi-unix", "apache", "fcgi", "unix", reuses_backend_conns=True),
+    FrontPath("lighttpd-fcgi-tcp", "lighttpd", "fcgi", "tcp", reason_404="Not Found"),
+    FrontPath("lighttpd-fcgi-unix", "lighttpd", "fcgi", "unix", reason_404="Not Found"),
+    FrontPath("cgi-fcgi-tcp", "cgi-fcgi", "fcgi", "tcp", chunked="n/a"),
+    FrontPath("cgi-fcgi-unix", "cgi-fcgi", "fcgi", "unix", chunked="n/a"),
     # SCGI
-    Path_("nginx-scgi-tcp", "nginx", "scgi", "tcp"),
-    Path_("apache-scgi-tcp", "apache", "scgi", "tcp", chunked="411"),
-    Path_("lighttpd-scgi-tcp", "lighttpd", "scgi", "tcp", reason_404="Not Found"),
+    FrontPath("nginx-scgi-tcp", "nginx", "scgi", "tcp"),
+    FrontPath("apache-scgi-tcp", "apache", "scgi", "tcp", chunked="411"),
+    FrontPath("lighttpd-scgi-tcp", "lighttpd", "scgi", "tcp", reason_404="Not Found"),
     # AJP13
-    Path_("apache-ajp-tcp", "apache", "ajp", "tcp", reuses_backend_conns=True),
-    Path_(
+    FrontPath("apache-ajp-tcp", "apache", "ajp", "tcp", reuses_backend_conns=True),
+    FrontPath(
         "lighttpd-ajp-tcp",
         "lighttpd",
         "ajp",
@@ -100,7 +100,7 @@ class Reply:
 class Client:
     """Sends one request through a path; ``prefix`` is where the app is mounted."""
 
-    path: Path_
+    path: FrontPath
     backend: Backend
     prefix: str
 
@@ -115,11 +115,17 @@ class Client:
 
 
 class HttpClient(Client):
-    def __init__(self, path: Path_, frontend: Frontend) -> None:
+    def __init__(self, path: FrontPath, frontend: Frontend) -> None:
         self.path, self.frontend = path, frontend
         self.backend, self.prefix = frontend.backend, frontend.prefix
 
-    def request(self, method, target, body=None, headers=None):  # type: ignore[no-untyped-def]
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         conn = self.frontend.connection()
         try:
             return send(conn, method, target, body, headers)
@@ -145,10 +151,16 @@ def send(
 class CgiFcgiClient(Client):
     """FastCGI without a web server: ``cgi-fcgi -bind -connect`` under ``env -i``."""
 
-    def __init__(self, path: Path_, backend: Backend) -> None:
+    def __init__(self, path: FrontPath, backend: Backend) -> None:
         self.path, self.backend, self.prefix = path, backend, "/app"
 
-    def request(self, method, target, body=None, headers=None):  # type: ignore[no-untyped-def]
+    def request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
         assert body is None or isinstance(body, bytes), "cgi-fcgi has no chunked bodies"
         path, _, query = target.partition("?")
         env = {
@@ -182,7 +194,7 @@ def parse_cgi(out: bytes) -> Reply:
     return Reply(cgi.status, cgi.reason, cgi.headers, cgi.body)
 
 
-def start_path(stack: contextlib.ExitStack, rundir: Path, path: Path_) -> Client:
+def start_path(stack: contextlib.ExitStack, rundir: Path, path: FrontPath) -> Client:
     backend = stack.enter_context(
         harness.start_backend(rundir, path.protocol, path.transport, **path.backend_flags)
     )
@@ -219,7 +231,7 @@ def backend_log_stays_clean(client: Client) -> Iterator[None]:
     assert not errors, "backend logged protocol errors:\n" + "\n".join(errors)
 
 
-def over(paths: list[Path_]) -> pytest.MarkDecorator:
+def over(paths: list[FrontPath]) -> pytest.MarkDecorator:
     return pytest.mark.parametrize(
         "client", paths, ids=[p.id for p in paths], indirect=True, scope="module"
     )
