@@ -1,0 +1,100 @@
+"""Fixtures for ferrocgi's end-to-end tests.
+
+Fixtures (all processes are stopped at teardown, by pid, whatever the outcome):
+
+- ``rundir`` (module): a fresh 0755 directory for the test module, under a 0755 session dir
+  (``$FERROCGI_E2E_TMP`` or /tmp). Kept after the run when ``FERROCGI_E2E_KEEP=1``.
+- ``free_port()``: a free 127.0.0.1 port.
+- ``backend(protocol="fcgi", transport="tcp", **flags) -> Backend``: starts the echo example
+  (``transport`` is ``"tcp"`` or ``"unix"``; flags: ``app``, ``ajp_lighttpd_compat``,
+  ``ajp_max_packet``, ``multiplex``, ``log_level``, ``extra_args``).
+- ``nginx(backend)``, ``apache(backend)``, ``lighttpd(backend) -> Frontend``: private
+  foreground instances of each web server in front of ``backend``.
+
+When a test fails, the stderr and error logs of every process still running are attached to
+its report. A missing backend binary makes the test *error*, never skip: CI builds it first.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import harness
+from harness import Backend, Frontend
+
+
+@pytest.fixture(scope="session")
+def session_dir() -> Iterator[Path]:
+    base = Path(os.environ.get("FERROCGI_E2E_TMP", "/tmp"))
+    path = Path(tempfile.mkdtemp(prefix="ferrocgi-e2e-", dir=base))
+    path.chmod(0o755)  # nginx (nobody) and Apache (www-data) must traverse it
+    yield path
+    if os.environ.get("FERROCGI_E2E_KEEP") != "1":
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def rundir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
+    name = request.module.__name__.rpartition(".")[2]
+    return harness.make_dir(session_dir / name)
+
+
+@pytest.fixture
+def free_port() -> Callable[[], int]:
+    return harness.free_port
+
+
+def _start(stack: contextlib.ExitStack, cm: contextlib.AbstractContextManager[Any]) -> Any:
+    try:
+        return stack.enter_context(cm)
+    except RuntimeError as exc:
+        problem = str(exc)
+    # Setup problems (binary missing, server refused its config) fail the test, never skip it.
+    pytest.fail(problem, pytrace=False)
+
+
+@pytest.fixture
+def backend(rundir: Path) -> Iterator[Callable[..., Backend]]:
+    with contextlib.ExitStack() as stack:
+
+        def start(protocol: str = "fcgi", transport: str = "tcp", **flags: Any) -> Backend:
+            return _start(stack, harness.start_backend(rundir, protocol, transport, **flags))
+
+        yield start
+
+
+def _frontend_fixture(starter: Callable[..., Any]) -> Any:
+    @pytest.fixture
+    def fixture(rundir: Path) -> Iterator[Callable[..., Frontend]]:
+        with contextlib.ExitStack() as stack:
+
+            def start(backend: Backend, port: int | None = None) -> Frontend:
+                return _start(stack, starter(rundir, backend, port))
+
+            yield start
+
+    return fixture
+
+
+nginx = _frontend_fixture(harness.start_nginx)
+apache = _frontend_fixture(harness.start_apache)
+lighttpd = _frontend_fixture(harness.start_lighttpd)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and report.when in ("setup", "call"):
+        for proc in harness.LIVE:
+            report.sections.append((f"{proc.name} (pid {proc.pid}) logs", proc.dump()))
+    return report

@@ -1,0 +1,402 @@
+"""Process plumbing for the end-to-end tests: the echo backend and private web servers.
+
+Theory of operation
+-------------------
+Every process is started in its own session (process group), registered in ``LIVE`` while it
+runs, and stopped by pid (SIGTERM, then SIGKILL of the whole group) when its context manager
+exits, so nothing outlives a test module even when a test fails half-way. Each instance gets
+its own directory under the module's run dir; all directories are 0755 because nginx workers
+run as ``nobody`` and Apache children as ``www-data`` and must reach the Unix sockets there.
+
+The ``start_*`` functions are context managers; ``conftest.py`` wraps them in fixtures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBSERVERS = ROOT / "tests" / "webservers"
+LOOPBACK = "127.0.0.1"
+START_TIMEOUT = 15.0
+
+#: Every process started here and not yet stopped; the failure hook dumps their logs.
+LIVE: list[Proc] = []
+_counter = itertools.count(1)
+
+
+def echo_binary() -> Path:
+    """The backend under test: ``$FERROCGI_ECHO_BIN`` or ``target/debug/examples/echo``."""
+    env = os.environ.get("FERROCGI_ECHO_BIN")
+    return Path(env) if env else ROOT / "target" / "debug" / "examples" / "echo"
+
+
+def free_port() -> int:
+    """A currently free TCP port on 127.0.0.1 (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def make_dir(path: Path) -> Path:
+    """Create ``path`` world-searchable (0755), whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o755)
+    return path
+
+
+def instance_dir(rundir: Path, name: str) -> Path:
+    return make_dir(rundir / f"{name}-{next(_counter)}")
+
+
+def tail(path: Path, lines: int = 80) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(missing)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
+
+
+@dataclass
+class Proc:
+    """A started process and the log files worth showing when a test fails."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    logs: list[Path] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def dump(self) -> str:
+        return "\n".join(f"--- {p} ---\n{tail(p)}" for p in self.logs)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the main pid, wait, then SIGKILL whatever is left of its process group."""
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.popen.kill()
+                self.popen.wait(5)
+        # Children (nginx workers, Apache children) share the group; none may outlive the test.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        if self in LIVE:
+            LIVE.remove(self)
+
+
+@contextlib.contextmanager
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    workdir: Path,
+    logs: Sequence[Path] = (),
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Proc]:
+    out = open(workdir / f"{name}.stdout", "wb")
+    err_path = workdir / f"{name}.stderr"
+    err = open(err_path, "wb")
+    try:
+        popen = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            cwd=workdir,
+            env=dict(env) if env is not None else None,
+            start_new_session=True,
+        )
+    finally:
+        out.close()
+        err.close()
+    proc = Proc(name, popen, [err_path, workdir / f"{name}.stdout", *logs])
+    LIVE.append(proc)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def wait_until(
+    what: str, proc: Proc, check: Callable[[], bool], timeout: float = START_TIMEOUT
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not proc.alive():
+            raise RuntimeError(
+                f"{proc.name} exited ({proc.popen.returncode}) before {what}\n{proc.dump()}"
+            )
+        if check():
+            return
+        time.sleep(0.02)
+    raise RuntimeError(f"{proc.name}: timed out after {timeout}s waiting for {what}\n{proc.dump()}")
+
+
+def can_connect(address: tuple[str, int] | str) -> bool:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        try:
+            s.connect(address)
+        except OSError:
+            return False
+        return True
+
+
+# --------------------------------------------------------------------------- backend
+
+
+@dataclass
+class Backend:
+    """A running echo backend. ``address`` is ``(host, port)`` for TCP or a path for Unix."""
+
+    proc: Proc
+    protocol: str
+    transport: str
+    address: tuple[str, int] | str
+    stderr_path: Path
+
+    @property
+    def port(self) -> int:
+        assert isinstance(self.address, tuple), "Unix-socket backend has no port"
+        return self.address[1]
+
+    @property
+    def path(self) -> str:
+        assert isinstance(self.address, str), "TCP backend has no socket path"
+        return self.address
+
+    def log(self) -> str:
+        return self.stderr_path.read_text(errors="replace")
+
+    def log_lines(self) -> list[str]:
+        return self.log().splitlines()
+
+    def accepted(self) -> int:
+        """Connections accepted so far (debug log line ``accepted connection from PEER``)."""
+        return sum("accepted connection" in line for line in self.log_lines())
+
+    def wait_log(self, pattern: str, since: int = 0, timeout: float = 1.0) -> str | None:
+        """First log line after line number ``since`` matching ``pattern`` (case-insensitive)."""
+        rx = re.compile(pattern, re.IGNORECASE)
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_lines()[since:]:
+                if rx.search(line):
+                    return line
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.02)
+
+    def connect(self, timeout: float = 5.0) -> socket.socket:
+        family = socket.AF_UNIX if isinstance(self.address, str) else socket.AF_INET
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.address)
+        return s
+
+    # Spellings of the address for each front end's config.
+    @property
+    def nginx_upstream(self) -> str:
+        return (
+            f"unix:{self.address}" if isinstance(self.address, str) else f"{LOOPBACK}:{self.port}"
+        )
+
+    @property
+    def lighttpd_spec(self) -> str:
+        if isinstance(self.address, str):
+            return f'"socket" => "{self.address}"'
+        return f'"host" => "{LOOPBACK}", "port" => {self.port}'
+
+    @property
+    def apache_fcgi_url(self) -> str:
+        if isinstance(self.address, str):
+            return f"unix:{self.address}|fcgi://localhost/"
+        return f"fcgi://{LOOPBACK}:{self.port}/"
+
+    @property
+    def cgi_fcgi_connect(self) -> str:
+        return self.address if isinstance(self.address, str) else f"{LOOPBACK}:{self.port}"
+
+
+@contextlib.contextmanager
+def start_backend(
+    rundir: Path,
+    protocol: str = "fcgi",
+    transport: str = "tcp",
+    *,
+    app: str = "echo",
+    ajp_lighttpd_compat: bool = False,
+    ajp_max_packet: int | None = None,
+    multiplex: bool = False,
+    log_level: str = "debug",
+    extra_args: Sequence[str] = (),
+) -> Iterator[Backend]:
+    """Start the echo backend on 127.0.0.1 (``tcp``) or on a mode-666 Unix socket (``unix``)."""
+    binary = echo_binary()
+    if not (binary.is_file() and os.access(binary, os.X_OK)):
+        raise RuntimeError(
+            f"backend binary {binary} is missing: build it with `cargo build --examples` "
+            "(or point FERROCGI_ECHO_BIN at it)"
+        )
+    d = instance_dir(rundir, f"backend-{protocol}")
+    argv = [str(binary), "--protocol", protocol, "--app", app, "--log-level", log_level]
+    address: tuple[str, int] | str
+    if transport == "tcp":
+        address = (LOOPBACK, free_port())
+        argv += ["--bind", f"{LOOPBACK}:{address[1]}"]
+    elif transport == "unix":
+        address = str(d / "backend.sock")
+        argv += ["--socket", address, "--socket-mode", "666"]
+    else:
+        raise ValueError(f"unknown transport {transport!r}")
+    if ajp_lighttpd_compat:
+        argv.append("--ajp-lighttpd-compat")
+    if ajp_max_packet is not None:
+        argv += ["--ajp-max-packet", str(ajp_max_packet)]
+    if multiplex:
+        argv.append("--multiplex")
+    argv += list(extra_args)
+    with spawn("backend", argv, d) as proc:
+        backend = Backend(proc, protocol, transport, address, d / "backend.stderr")
+        wait_until("'listening on'", proc, lambda: "listening on" in backend.log())
+        wait_until("the socket to accept", proc, lambda: can_connect(address))
+        yield backend
+
+
+# --------------------------------------------------------------------------- web servers
+
+
+def render(template: str, dest: Path, values: Mapping[str, str]) -> Path:
+    text = (WEBSERVERS / template).read_text()
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
+    if left:
+        raise ValueError(f"{template}: unfilled placeholders {left}")
+    dest.write_text(text)
+    return dest
+
+
+@dataclass
+class Frontend:
+    """A running web server in front of a backend; ``prefix`` is where the app is mounted."""
+
+    kind: str
+    proc: Proc
+    port: int
+    prefix: str
+    backend: Backend
+
+    def connection(self, timeout: float = 30.0) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection(LOOPBACK, self.port, timeout=timeout)
+
+
+def _wait_http(proc: Proc, port: int) -> None:
+    wait_until(f"port {port} to accept", proc, lambda: can_connect((LOOPBACK, port)))
+
+
+@contextlib.contextmanager
+def start_nginx(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
+    """nginx with /fcgi/ (FastCGI, keep_conn) and /scgi/ (SCGI) locations, both to ``backend``."""
+    d = instance_dir(rundir, "nginx")
+    for sub in ("tmp", "logs", "html"):
+        make_dir(d / sub)
+    port = port or free_port()
+    conf = render(
+        "nginx.conf",
+        d / "nginx.conf",
+        {
+            "RUN": str(d),
+            "PORT": str(port),
+            "FCGI_UPSTREAM": backend.nginx_upstream,
+            "SCGI_UPSTREAM": backend.nginx_upstream,
+        },
+    )
+    err = d / "error.log"
+    argv = [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(err)]
+    with spawn("nginx", argv, d, logs=[err]) as proc:
+        _wait_http(proc, port)
+        prefix = {"fcgi": "/fcgi", "scgi": "/scgi"}[backend.protocol]
+        yield Frontend("nginx", proc, port, prefix, backend)
+
+
+APACHE_TEMPLATES = {
+    "fcgi": "apache-proxy-fcgi.conf",
+    "scgi": "apache-proxy-scgi.conf",
+    "ajp": "apache-proxy-ajp.conf",
+}
+
+
+@contextlib.contextmanager
+def start_apache(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
+    """Apache 2.4 with mod_proxy_{fcgi,scgi,ajp} (chosen by the backend's protocol) at /app/."""
+    d = instance_dir(rundir, "apache")
+    port = port or free_port()
+    values = {"RUN": str(d), "PORT": str(port)}
+    if backend.protocol == "fcgi":
+        values["FCGI_URL"] = backend.apache_fcgi_url
+    else:
+        values["BACKEND_PORT"] = str(backend.port)
+    render("apache-common.conf", d / "apache-common.conf", values)
+    conf = render(APACHE_TEMPLATES[backend.protocol], d / "httpd.conf", values)
+    err = d / "error.log"
+    argv = [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
+    # apache2 reads no /etc/apache2/envvars here; give it a sane, minimal environment.
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    with spawn("apache", argv, d, logs=[err], env=env) as proc:
+        _wait_http(proc, port)
+        yield Frontend("apache", proc, port, "/app", backend)
+
+
+LIGHTTPD_TEMPLATES = {
+    "fcgi": "lighttpd-fastcgi.conf",
+    "scgi": "lighttpd-scgi.conf",
+    "ajp": "lighttpd-ajp13.conf",
+}
+
+
+@contextlib.contextmanager
+def start_lighttpd(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
+    """lighttpd with mod_fastcgi / mod_scgi / mod_ajp13 (by the backend's protocol) at /app."""
+    d = instance_dir(rundir, "lighttpd")
+    for sub in ("tmp", "htdocs"):
+        make_dir(d / sub)
+    port = port or free_port()
+    conf = render(
+        LIGHTTPD_TEMPLATES[backend.protocol],
+        d / "lighttpd.conf",
+        {"RUN": str(d), "PORT": str(port), "BACKEND": backend.lighttpd_spec},
+    )
+    err = d / "error.log"
+    argv = [_sbin("lighttpd"), "-D", "-f", str(conf)]
+    with spawn("lighttpd", argv, d, logs=[err]) as proc:
+        _wait_http(proc, port)
+        yield Frontend("lighttpd", proc, port, "/app", backend)
+
+
+def _sbin(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if not found:
+        raise RuntimeError(f"{name} is not installed (scripts/test.sh installs it)")
+    return found
