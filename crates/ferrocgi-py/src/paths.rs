@@ -114,10 +114,18 @@ mod tests {
 
     const URI: (&str, &str) = ("REQUEST_URI", "/prefix/some/path?x=1");
 
+    /// params sent, protocol, `script_name=`, expected (SCRIPT_NAME, PATH_INFO).
+    type Case<'a> = (
+        &'a [(&'a str, &'a str)],
+        Protocol,
+        Option<&'a str>,
+        (&'a str, &'a str),
+    );
+
     #[test]
     fn rules_per_front_end() {
         use Protocol::*;
-        let cases: &[(&[(&str, &str)], Protocol, Option<&str>, (&str, &str))] = &[
+        let cases: &[Case] = &[
             // nginx split_path_info / lighttpd "/prefix": used as sent.
             (
                 &[("SCRIPT_NAME", "/prefix"), ("PATH_INFO", "/some/path"), URI],

@@ -106,6 +106,60 @@ struct Request {
     aborted: bool,
 }
 
+/// Something the codec answered by itself that the operator should hear about (the codec does
+/// no logging; the server drains these with [`Connection::take_notices`] and logs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A BEGIN_REQUEST for a role other than RESPONDER, answered FCGI_UNKNOWN_ROLE.
+    UnknownRole {
+        /// The request id.
+        id: u16,
+        /// The role asked for (2 = AUTHORIZER, 3 = FILTER).
+        role: u16,
+    },
+    /// A second request while multiplexing is off, answered FCGI_CANT_MPX_CONN.
+    CantMpxConn {
+        /// The refused request id.
+        id: u16,
+    },
+    /// A request past `max_reqs`, answered FCGI_OVERLOADED.
+    Overloaded {
+        /// The refused request id.
+        id: u16,
+    },
+    /// A record of an unknown type, answered FCGI_UNKNOWN_TYPE.
+    UnknownType {
+        /// The record type.
+        record_type: u8,
+    },
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Notice::UnknownRole { id, role } => write!(
+                f,
+                "request {id}: unknown role {role} (only RESPONDER is served); answered FCGI_UNKNOWN_ROLE"
+            ),
+            Notice::CantMpxConn { id } => write!(
+                f,
+                "request {id}: a second request on a connection without multiplexing; answered FCGI_CANT_MPX_CONN"
+            ),
+            Notice::Overloaded { id } => {
+                write!(f, "request {id}: too many requests on the connection; answered FCGI_OVERLOADED")
+            }
+            Notice::UnknownType { record_type } => write!(
+                f,
+                "unknown record type {record_type}; answered FCGI_UNKNOWN_TYPE"
+            ),
+        }
+    }
+}
+
+/// Notices kept between two [`Connection::take_notices`] calls; more are counted, not kept, so
+/// a peer cannot grow the queue.
+const MAX_NOTICES: usize = 16;
+
 /// The FastCGI state machine of one connection (application side). See the
 /// [module documentation](super) for how it is driven.
 #[derive(Debug)]
@@ -120,6 +174,10 @@ pub struct Connection {
     failed: Option<Error>,
     /// A request without `FCGI_KEEP_CONN` has ended.
     close: bool,
+    /// What the codec answered by itself since the last `take_notices`.
+    notices: Vec<Notice>,
+    /// Notices dropped because the queue was full.
+    notices_dropped: usize,
 }
 
 impl Connection {
@@ -132,6 +190,22 @@ impl Connection {
             output: BytesMut::new(),
             failed: None,
             close: false,
+            notices: Vec::new(),
+            notices_dropped: 0,
+        }
+    }
+
+    /// Takes the notices queued since the last call, and how many more were dropped.
+    pub fn take_notices(&mut self) -> (Vec<Notice>, usize) {
+        let dropped = std::mem::take(&mut self.notices_dropped);
+        (std::mem::take(&mut self.notices), dropped)
+    }
+
+    fn notice(&mut self, n: Notice) {
+        if self.notices.len() < MAX_NOTICES {
+            self.notices.push(n);
+        } else {
+            self.notices_dropped += 1;
         }
     }
 
@@ -289,6 +363,7 @@ impl Connection {
             // The spec only requires this answer for management records, but an unknown type
             // is unknown whatever its id; answering lets the peer log something useful.
             encode::unknown_type(t, &mut self.output);
+            self.notice(Notice::UnknownType { record_type: t });
             return Ok(None);
         }
         if t == FCGI_BEGIN_REQUEST {
@@ -385,10 +460,13 @@ impl Connection {
         if role != FCGI_RESPONDER {
             // AUTHORIZER, FILTER and anything unknown.
             self.refuse(id, keep_conn, ProtocolStatus::UnknownRole);
+            self.notice(Notice::UnknownRole { id, role });
         } else if !self.config.multiplex && !self.requests.is_empty() {
             self.refuse(id, keep_conn, ProtocolStatus::CantMpxConn);
+            self.notice(Notice::CantMpxConn { id });
         } else if self.requests.len() >= max_reqs {
             self.refuse(id, keep_conn, ProtocolStatus::Overloaded);
+            self.notice(Notice::Overloaded { id });
         } else {
             self.requests.insert(
                 id,
@@ -407,6 +485,7 @@ impl Connection {
     fn on_management(&mut self, record_type: u8, content: &[u8]) -> Result<(), Error> {
         if record_type != FCGI_GET_VALUES {
             encode::unknown_type(record_type, &mut self.output);
+            self.notice(Notice::UnknownType { record_type });
             return Ok(());
         }
         // Each known variable is answered once, in the order first asked, which keeps the

@@ -46,7 +46,7 @@ pub mod encode;
 pub mod params;
 pub mod record;
 
-pub use conn::{Config, Connection, Event};
+pub use conn::{Config, Connection, Event, Notice};
 pub use record::ProtocolStatus;
 
 /// Named limits: the defaults of [`Config`].

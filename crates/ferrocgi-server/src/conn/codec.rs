@@ -61,6 +61,10 @@ pub(crate) trait ServerCodec: Send + 'static {
     }
     /// What to send before closing on a protocol error, if anything useful can be said.
     fn error_reply(&mut self, _err: &ProtoError, _out: &mut BytesMut) {}
+    /// What the codec answered by itself since the last call, for the log.
+    fn take_notices(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     /// True when the codec itself decided the connection must close once its replies are
     /// flushed (FastCGI: a request it refused by itself had no FCGI_KEEP_CONN).
     fn wants_close(&self) -> bool {
@@ -109,6 +113,15 @@ impl ServerCodec for Fcgi {
 
     fn wants_close(&self) -> bool {
         self.0.should_close() && self.0.active_requests() == 0
+    }
+
+    fn take_notices(&mut self) -> Vec<String> {
+        let (notices, dropped) = self.0.take_notices();
+        let mut lines: Vec<String> = notices.iter().map(ToString::to_string).collect();
+        if dropped > 0 {
+            lines.push(format!("{dropped} more such records not logged"));
+        }
+        lines
     }
 
     fn head(&mut self, id: u16, head: &ResponseHead, out: &mut BytesMut) -> Result<(), ProtoError> {

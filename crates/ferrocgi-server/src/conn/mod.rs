@@ -91,6 +91,9 @@ pub(crate) async fn serve<S, C, H>(
     loop {
         c.decode_all(&mut rbuf);
         c.codec.take_output(&mut c.out);
+        for notice in c.codec.take_notices() {
+            warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
+        }
         if !c.out.is_empty() {
             if let Err(e) = stream.write_all(&c.out).await {
                 debug!(peer = %c.peer, error = %e, "write to web server failed; dropping connection");
@@ -294,9 +297,12 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
 
     fn on_eof(&mut self, mid_record: bool) {
         let incomplete = self.reqs.iter().any(|r| r.body_tx.is_some());
-        if mid_record || incomplete {
+        if mid_record {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL,
-                "web server closed the connection in the middle of a request");
+                "protocol error: connection closed in the middle of a record; closing connection");
+        } else if incomplete {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL,
+                "web server closed the connection before the request body was complete");
         }
         for r in &mut self.reqs {
             if r.body_tx.take().is_some() {
