@@ -107,6 +107,11 @@ if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; 
 fi
 info "$("$venv/bin/python" --version), $("$venv/bin/pytest" --version 2>&1)"
 
+section "python package (pip install .)"
+# What a user does: builds the abi3 wheel with maturin (release) and installs it.
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+info "$("$venv/bin/python" -c 'import ferrocgi; print("ferrocgi", ferrocgi.__version__)')"
+
 section "python lint (ruff)"
 "$venv/bin/ruff" format --config tests/ruff.toml --check tests/
 "$venv/bin/ruff" check --config tests/ruff.toml tests/
