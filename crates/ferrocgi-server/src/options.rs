@@ -1,1 +1,0 @@
-//! Every option of ferrocgi, parsed and validated in one place (STUB: being written).

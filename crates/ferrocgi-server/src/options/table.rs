@@ -1,0 +1,345 @@
+//! The option table: one row per option with its name, kind, default (as shown in `--help`),
+//! meaning, example and setter. The parser, the environment reader, the help text and the
+//! tests all iterate this one table.
+//!
+//! Note: the defaults written here are documentation; the values are in
+//! `impl Default for Options` (mod.rs). If one changes, change the other (a test compares
+//! them for the simple cases).
+
+use super::values::{self, Account, SocketOwner};
+use super::{Flavor, Options};
+use std::path::PathBuf;
+
+/// The `--help` sections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Group {
+    Django,
+    Ferrocgi,
+    Process,
+    Limits,
+}
+
+impl Group {
+    pub(crate) const ALL: [Group; 4] = [
+        Group::Django,
+        Group::Ferrocgi,
+        Group::Process,
+        Group::Limits,
+    ];
+
+    fn title(self) -> &'static str {
+        match self {
+            Group::Django => "Django runfcgi options (same words and defaults as Django's runfcgi)",
+            Group::Ferrocgi => "ferrocgi options",
+            Group::Process => "Process model",
+            Group::Limits => "Limits and timeouts",
+        }
+    }
+}
+
+/// How an option takes its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A boolean: a bare word or `--flag` means true.
+    Flag,
+    /// One value; the last one given wins.
+    Value,
+    /// May repeat; each value is also split on `sep`. Values accumulate.
+    List { sep: char },
+}
+
+pub(crate) type Setter = fn(&mut Options, &str) -> Result<(), String>;
+
+pub(crate) struct Spec {
+    /// Canonical name, Django spelling (`maxrequests`, `max_body`).
+    pub name: &'static str,
+    pub group: Group,
+    pub kind: Kind,
+    /// The value's form in `--help`.
+    pub metavar: &'static str,
+    /// Default as shown in `--help` (`None`: see `default_for`).
+    pub default: &'static str,
+    pub help: &'static str,
+    /// A valid `name=value` word, quoted in error messages.
+    pub example: &'static str,
+    /// Part of the listening address (host, port, socket, fd): an address given as arguments
+    /// replaces the whole address from the environment.
+    pub addr: bool,
+    pub set: Setter,
+}
+
+impl Spec {
+    /// The environment variable: `FERROCGI_` and the name in upper case.
+    pub(crate) fn env_var(&self) -> String {
+        format!("FERROCGI_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// The long flag: `--` and the name with dashes.
+    pub(crate) fn flag(&self) -> String {
+        format!("--{}", self.name.replace('_', "-"))
+    }
+
+    pub(crate) fn default_for(&self, flavor: Flavor) -> &'static str {
+        match (self.name, flavor) {
+            ("daemonize", Flavor::Django) => "true if host/port or socket is given, else false",
+            ("daemonize", Flavor::Cli) => "false",
+            _ => self.default,
+        }
+    }
+}
+
+/// Lookup key: case-insensitive, dashes and underscores ignored (`--max-body`, `max_body=`,
+/// `MAXBODY=` and `--max-requests` all name an option). Django lower-cased keys too.
+pub(crate) fn norm(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '-' && *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+pub(crate) fn lookup(name: &str) -> Option<usize> {
+    let n = norm(name);
+    OPTIONS.iter().position(|s| norm(s.name) == n)
+}
+
+/// The closest option name, for "did you mean": an option the word abbreviates (`prot` →
+/// `protocol`), else the one at the smallest edit distance.
+pub(crate) fn closest(name: &str) -> &'static Spec {
+    let n = norm(name);
+    if n.len() >= 3 {
+        if let Some(s) = OPTIONS.iter().find(|s| norm(s.name).starts_with(&n)) {
+            return s;
+        }
+    }
+    OPTIONS
+        .iter()
+        .min_by_key(|s| values::levenshtein(&n, &norm(s.name)))
+        .expect("the option table is not empty")
+}
+
+fn path(s: &str) -> Result<PathBuf, String> {
+    values::non_empty(s, "path").map(PathBuf::from)
+}
+
+fn paths(o: &mut Vec<PathBuf>, s: &str) -> Result<(), String> {
+    o.push(path(s)?);
+    Ok(())
+}
+
+macro_rules! spec {
+    ($name:literal, $group:ident, $kind:expr, $metavar:literal, $default:literal, $example:literal,
+     $help:literal, |$o:ident, $v:ident| $body:expr) => {
+        spec!(
+            $name,
+            $group,
+            $kind,
+            $metavar,
+            $default,
+            $example,
+            $help,
+            false,
+            |$o, $v| $body
+        )
+    };
+    ($name:literal, $group:ident, $kind:expr, $metavar:literal, $default:literal, $example:literal,
+     $help:literal, $addr:literal, |$o:ident, $v:ident| $body:expr) => {
+        Spec {
+            name: $name,
+            group: Group::$group,
+            kind: $kind,
+            metavar: $metavar,
+            default: $default,
+            example: $example,
+            help: $help,
+            addr: $addr,
+            set: |$o: &mut Options, $v: &str| -> Result<(), String> {
+                $body;
+                Ok(())
+            },
+        }
+    };
+}
+
+use Kind::{Flag, List, Value};
+
+/// Every option. Order is the `--help` order within each group.
+pub(crate) static OPTIONS: &[Spec] = &[
+    // ---- Django runfcgi ----
+    spec!("protocol", Django, Value, "fcgi|scgi|ajp", "fcgi", "protocol=scgi",
+        "protocol the web server speaks (aliases: fastcgi, ajp13)",
+        |o, v| o.protocol = super::parse_protocol(v)?),
+    spec!("host", Django, Value, "IP", "none", "host=127.0.0.1",
+        "address to listen on, with port (an IP address or localhost)", true,
+        |o, v| o.host = Some(values::host(v)?)),
+    spec!("port", Django, Value, "PORT", "none", "port=3033",
+        "TCP port to listen on; without host, listens on 127.0.0.1 only", true,
+        |o, v| o.port = Some(values::port(v)?)),
+    spec!("socket", Django, Value, "PATH", "none", "socket=/tmp/mysite.sock",
+        "Unix socket to listen on; with no host/port/socket/fd, serve the socket inherited as fd 0", true,
+        |o, v| o.socket = Some(path(v)?)),
+    spec!("method", Django, Value, "prefork|threaded", "prefork", "method=threaded",
+        "process model: prefork (worker processes) or threaded (one process); also fork, thread",
+        |o, v| o.method = super::parse_method(v)?),
+    spec!("maxrequests", Django, Value, "N", "0", "maxrequests=1000",
+        "requests a prefork worker serves before it is replaced (0 = no limit)",
+        |o, v| o.maxrequests = values::whole_number(v)?),
+    spec!("maxspare", Django, Value, "N", "5", "maxspare=10",
+        "most idle worker processes kept (prefork)",
+        |o, v| o.maxspare = values::whole_number(v)?),
+    spec!("minspare", Django, Value, "N", "2", "minspare=1",
+        "fewest idle worker processes kept (prefork)",
+        |o, v| o.minspare = values::whole_number(v)?),
+    spec!("maxchildren", Django, Value, "N", "50", "maxchildren=20",
+        "most worker processes (prefork) or Python threads (threaded)",
+        |o, v| o.maxchildren = values::whole_number(v)?),
+    spec!("daemonize", Django, Flag, "BOOL", "", "daemonize=false",
+        "detach from the terminal and run in the background",
+        |o, v| o.daemonize = values::bool_value(v)?),
+    spec!("pidfile", Django, Value, "PATH", "none", "pidfile=/var/run/mysite.pid",
+        "write the process id here (after detaching)",
+        |o, v| o.pidfile = Some(path(v)?)),
+    spec!("workdir", Django, Value, "DIR", "/", "workdir=/srv/mysite",
+        "directory to change to when detaching",
+        |o, v| o.workdir = path(v)?),
+    spec!("debug", Django, Flag, "BOOL", "false", "debug=true",
+        "show tracebacks in error pages (leaks source code: never in production)",
+        |o, v| o.debug = values::bool_value(v)?),
+    spec!("outlog", Django, Value, "PATH", "none", "outlog=/var/log/mysite.out",
+        "stdout goes to this file when detached",
+        |o, v| o.outlog = Some(path(v)?)),
+    spec!("errlog", Django, Value, "PATH", "none", "errlog=/var/log/mysite.err",
+        "stderr goes to this file when detached",
+        |o, v| o.errlog = Some(path(v)?)),
+    spec!("umask", Django, Value, "OCTAL", "022", "umask=002",
+        "umask of the server; also sets the Unix socket's mode (002: the web server's group may connect)",
+        |o, v| o.umask = values::parse_octal(v)?),
+    // ---- ferrocgi ----
+    spec!("fd", Ferrocgi, Value, "N", "none", "fd=3",
+        "serve an inherited listening socket (TCP or Unix) on this file descriptor", true,
+        |o, v| o.fd = Some(values::whole_number(v)?)),
+    spec!("script_name", Ferrocgi, Value, "PREFIX", "none", "script_name=/prefix",
+        "mount prefix (SCRIPT_NAME) forced on every request, e.g. /prefix or empty; unset: as the web server sends it",
+        |o, v| o.script_name = Some(v.to_string())),
+    spec!("pythonpath", Ferrocgi, List { sep: ':' }, "DIR[:DIR]", "none", "pythonpath=/srv/mysite",
+        "directories put first on sys.path (may repeat)",
+        |o, v| paths(&mut o.pythonpath, v)?),
+    spec!("log_level", Ferrocgi, Value, "LEVEL", "info", "log_level=debug",
+        "error, warn, info, debug or trace",
+        |o, v| o.log_level = super::parse_log_level(v)?),
+    spec!("socket_mode", Ferrocgi, Value, "OCTAL", "from umask", "socket_mode=660",
+        "permission bits of the Unix socket file (overrides umask for the socket)",
+        |o, v| o.socket_mode = Some(values::parse_octal(v)?)),
+    spec!("socket_owner", Ferrocgi, Value, "USER[:GROUP]", "none", "socket_owner=www-data:www-data",
+        "owner of the Unix socket file",
+        |o, v| o.socket_owner = Some(v.parse::<SocketOwner>()?)),
+    spec!("multiplex", Ferrocgi, Flag, "BOOL", "false", "multiplex=true",
+        "accept several FastCGI requests on one connection (FCGI_MPXS_CONNS)",
+        |o, v| o.multiplex = values::bool_value(v)?),
+    spec!("ajp_secret", Ferrocgi, Value, "SECRET", "none", "ajp_secret=s3cret",
+        "AJP requests must carry this secret (Apache secret=, lighttpd AJP13_SECRET)",
+        |o, v| o.ajp_secret = Some(values::non_empty(v, "secret (leave the option out for none)")?)),
+    spec!("ajp_packet_size", Ferrocgi, Value, "BYTES", "8192", "ajp_packet_size=65536",
+        "AJP packet size, 8192 to 65536; must match the web server's (Apache ProxyIOBufferSize)",
+        |o, v| o.ajp_packet_size = values::size_usize(v)?),
+    spec!("ajp_lighttpd_compat", Ferrocgi, Flag, "BOOL", "false", "ajp_lighttpd_compat=true",
+        "accept lighttpd mod_ajp13's request body format",
+        |o, v| o.ajp_lighttpd_compat = values::bool_value(v)?),
+    spec!("reload_on", Ferrocgi, List { sep: ':' }, "PATH[:PATH]", "none", "reload_on=/srv/mysite/mysite.fcgi",
+        "reload gracefully when this file changes (may repeat; like touching mysite.fcgi on shared hosts)",
+        |o, v| paths(&mut o.reload_on, v)?),
+    spec!("allow_from", Ferrocgi, List { sep: ',' }, "IP[/BITS],...", "anyone (or FCGI_WEB_SERVER_ADDRS)", "allow_from=127.0.0.1,10.0.0.0/8",
+        "accept connections only from these addresses",
+        |o, v| o.allow_from.extend(values::ip_nets(v)?)),
+    // ---- process model ----
+    spec!("threads", Process, Value, "N", "prefork: 1; threaded: maxchildren if set, else 16", "threads=8",
+        "Python threads per process",
+        |o, v| o.threads = values::whole_number(v)?),
+    spec!("user", Process, Value, "USER", "none", "user=www-data",
+        "switch to this user after binding (started as root)",
+        |o, v| o.user = Some(Account::user(v)?)),
+    spec!("group", Process, Value, "GROUP", "none", "group=www-data",
+        "switch to this group after binding",
+        |o, v| o.group = Some(Account::group(v)?)),
+    spec!("graceful_timeout", Process, Value, "DURATION", "30s", "graceful_timeout=10s",
+        "on stop or reload, how long requests in flight may take to finish",
+        |o, v| o.graceful_timeout = values::parse_duration(v)?),
+    // ---- limits ----
+    spec!("max_body", Limits, Value, "SIZE", "1G", "max_body=100M",
+        "largest request body; past it the answer is 413 (unlimited: no limit)",
+        |o, v| o.max_body = if v.trim().eq_ignore_ascii_case("unlimited") { None } else { Some(values::parse_size(v)?) }),
+    spec!("spool_threshold", Limits, Value, "SIZE", "1M", "spool_threshold=4M",
+        "request bodies larger than this are spooled to a temporary file",
+        |o, v| o.spool_threshold = values::parse_size(v)?),
+    spec!("max_connections", Limits, Value, "N", "1024", "max_connections=4096",
+        "most connections open at once; more wait in the listen backlog",
+        |o, v| o.max_connections = values::whole_number(v)?),
+    spec!("max_in_flight", Limits, Value, "N", "1024", "max_in_flight=256",
+        "most requests in flight at once; past it FCGI_OVERLOADED or 503",
+        |o, v| o.max_in_flight = values::whole_number(v)?),
+    spec!("backlog", Limits, Value, "N", "1024", "backlog=511",
+        "listen() backlog (the kernel caps it at net.core.somaxconn)",
+        |o, v| o.backlog = values::whole_number(v)?),
+    spec!("max_params_bytes", Limits, Value, "SIZE", "256K", "max_params_bytes=128K",
+        "largest FastCGI params / SCGI header block of one request",
+        |o, v| o.max_params_bytes = values::size_usize(v)?),
+    spec!("request_timeout", Limits, Value, "DURATION", "none", "request_timeout=5m",
+        "longest a request may take, 0 = no limit",
+        |o, v| o.request_timeout = values::optional_duration(v)?),
+    spec!("slow_request", Limits, Value, "DURATION", "none", "slow_request=10s",
+        "log requests slower than this",
+        |o, v| o.slow_request = values::optional_duration(v)?),
+    spec!("idle_timeout", Limits, Value, "DURATION", "60s", "idle_timeout=5m",
+        "close a kept-alive connection idle this long, 0 = never",
+        |o, v| o.idle_timeout = values::optional_duration(v)?),
+    spec!("read_timeout", Limits, Value, "DURATION", "60s", "read_timeout=30s",
+        "give up on a peer that sends nothing for this long mid-request, 0 = never",
+        |o, v| o.read_timeout = values::optional_duration(v)?),
+    spec!("write_timeout", Limits, Value, "DURATION", "60s", "write_timeout=30s",
+        "give up on a peer that reads nothing for this long, 0 = never",
+        |o, v| o.write_timeout = values::optional_duration(v)?),
+];
+
+/// The `--help` text.
+pub(crate) fn help_text(flavor: Flavor) -> String {
+    let mut out = String::new();
+    match flavor {
+        Flavor::Cli => out.push_str(
+            "Usage: ferrocgi [OPTIONS] APP\n\n\
+             Serves a WSGI application to a web server over FastCGI, SCGI or AJP13.\n\
+             APP is module:callable, or module for module:application (e.g. mysite.wsgi).\n",
+        ),
+        Flavor::Django => out.push_str(
+            "Usage: manage.py runfcgi [options as key=value ...]\n\n\
+             Serves this Django project to a web server over FastCGI, SCGI or AJP13 (ferrocgi).\n\
+             The application comes from the WSGI_APPLICATION setting.\n",
+        ),
+    }
+    out.push_str(
+        "\nEvery option may be written name=value, --name=value or --name value; dashes and\n\
+         underscores are interchangeable. A boolean given alone (debug, --debug) means true;\n\
+         booleans take true/false, yes/no, on/off, 1/0. Sizes take K, M, G (1024-based);\n\
+         durations take ms, s, m, h (plain numbers are seconds). Each option may also come from\n\
+         the environment variable FERROCGI_<NAME> (e.g. FERROCGI_MAX_BODY=100M); arguments win.\n",
+    );
+    for group in Group::ALL {
+        out.push_str(&format!("\n{}:\n", group.title()));
+        for s in OPTIONS.iter().filter(|s| s.group == group) {
+            out.push_str(&format!(
+                "  {}={}  ({}, {})  [default: {}]\n",
+                s.name,
+                s.metavar,
+                s.flag(),
+                s.env_var(),
+                s.default_for(flavor)
+            ));
+            out.push_str(&format!("      {}\n", s.help));
+        }
+    }
+    out.push_str(
+        "\nExamples:\n\
+         \x20 ferrocgi --method threaded --port 3033 mysite.wsgi:application\n\
+         \x20 ./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid\n\
+         \x20 runfastcgi(method=\"threaded\", daemonize=\"false\")    # in mysite.fcgi, spawned by the web server\n",
+    );
+    out
+}
