@@ -56,6 +56,33 @@ pub struct Job {
 pub struct WsgiHandler {
     jobs: crossbeam_channel::Sender<Job>,
     settings: Arc<HostSettings>,
+    pool: Pool,
+}
+
+/// The Python threads of a host: they end once the handler (the job queue) is dropped.
+#[derive(Clone)]
+pub struct Pool(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Pool {
+    /// Waits up to `timeout` for every thread to end; false if some are still running an
+    /// application call. Call without holding the GIL.
+    pub fn wait_ended(&self, timeout: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.0.load(std::sync::atomic::Ordering::Acquire) > 0 {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        true
+    }
+}
+
+impl WsgiHandler {
+    /// A handle to wait for the Python threads after the server stopped.
+    pub fn pool(&self) -> Pool {
+        self.pool.clone()
+    }
 }
 
 fn plain(status: u16, reason: &'static str) -> ResponseHead {
@@ -142,15 +169,26 @@ impl Host {
             settings: settings.clone(),
         });
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             let host = host.clone();
+            let live = live.clone();
+            live.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
             std::thread::Builder::new()
                 .name(format!("ferrocgi-py-{i}"))
-                .spawn(move || Python::attach(|py| host.worker(py, rx)))
+                .spawn(move || {
+                    Python::attach(|py| host.worker(py, rx));
+                    drop(host);
+                    live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                })
                 .map_err(PyErr::from)?;
         }
-        Ok(WsgiHandler { jobs: tx, settings })
+        Ok(WsgiHandler {
+            jobs: tx,
+            settings,
+            pool: Pool(live),
+        })
     }
 
     fn worker(&self, py: Python<'_>, rx: crossbeam_channel::Receiver<Job>) {

@@ -2,11 +2,16 @@
 
 use crate::host::{Host, HostSettings};
 use ferrocgi_server::options::{self, Flavor, Method, Options, Parsed};
+use ferrocgi_server::process::daemon::{self, Forked, PidFile};
+use ferrocgi_server::process::prefork::{self, PreforkSettings, SupervisorExit, WorkerSetup};
+use ferrocgi_server::process::runner::{self, ReopenLogs, RunEnd, RunPlan};
+use ferrocgi_server::process::{reexec, spawned};
 use ferrocgi_server::{BindAddr, Listener, Protocol, Server, ServerConfig, UnixSocketOptions};
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
+use std::path::PathBuf;
 use std::sync::Once;
-use tracing::{info, warn};
+use tracing::{error, info};
 
 /// Everything needed to serve one WSGI application.
 pub struct ServeArgs {
@@ -42,8 +47,9 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, args: ServeArgs) -> PyResult<()> {
     let listener = Listener::bind(&args.bind, &args.unix, args.backlog)
         .map_err(|e| PyOSError::new_err(e.to_string()))?;
     let handler = Host::start(py, app, args.host, args.threads)?;
+    let pool = handler.pool();
     let config = args.config;
-    py.detach(move || {
+    let served = py.detach(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("ferrocgi-io")
@@ -61,8 +67,9 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, args: ServeArgs) -> PyResult<()> {
             };
             Server::new(listener, config, handler).run(stop).await
         })
-    })
-    .map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
+    });
+    py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5)));
+    served.map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
 }
 
 fn parse_bind(bind: &str) -> PyResult<BindAddr> {
@@ -156,10 +163,66 @@ fn prepend_pythonpath(py: Python<'_>, dirs: &[std::path::PathBuf]) -> PyResult<(
     Ok(())
 }
 
+fn py_fork(py: Python<'_>) -> std::io::Result<Forked> {
+    // os.fork() runs the interpreter's own before/after-fork work (locks, at-fork hooks).
+    let pid: i32 = py
+        .import("os")
+        .and_then(|os| os.call_method0("fork"))
+        .and_then(|r| r.extract())
+        .map_err(|e| std::io::Error::other(format!("os.fork() failed: {e}")))?;
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
+/// The script the web server started (spawned mode watches it: `touch mysite.fcgi`).
+fn script_path(py: Python<'_>) -> Option<PathBuf> {
+    let argv0: String = py
+        .import("sys")
+        .ok()?
+        .getattr("argv")
+        .ok()?
+        .get_item(0)
+        .ok()?
+        .extract()
+        .ok()?;
+    let p = std::fs::canonicalize(argv0).ok()?;
+    p.is_file().then_some(p)
+}
+
+fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
+    HostSettings {
+        script_name: opts.script_name.clone(),
+        spool_threshold: opts.spool_threshold,
+        max_body: opts.max_body,
+        debug: opts.debug,
+        multithread: opts.threads > 1,
+        multiprocess,
+        ajp_path_decoded: opts.ajp_lighttpd_compat,
+    }
+}
+
+/// Hands the socket to a fresh copy of this program (graceful reload); returns only on error.
+fn reload(listener: Listener, old_workers: &[i32], pidfile: Option<PidFile>) -> PyResult<i32> {
+    let fd = listener
+        .into_inheritable_fd()
+        .map_err(|e| PyOSError::new_err(e.to_string()))?;
+    if let Some(p) = pidfile {
+        p.keep(); // same pid after exec
+    }
+    info!("re-executing to load the application afresh");
+    let e = reexec::reexec(fd, old_workers);
+    error!("reload failed: cannot re-execute: {e}");
+    Ok(1)
+}
+
 /// Serves with parsed options: `app` given (Django, runfastcgi) or imported from the options.
 /// Returns the process exit status.
 pub fn run_options(py: Python<'_>, opts: Options, app: Option<Py<PyAny>>) -> PyResult<i32> {
-    init_logging(&format!("{:?}", opts.log_level.level()).to_lowercase());
+    reexec::remember_start_dir();
+    init_logging(&opts.log_level.level().to_string().to_lowercase());
     prepend_pythonpath(py, &opts.pythonpath)?;
     let app = match app {
         Some(app) => app,
@@ -182,40 +245,215 @@ pub fn run_options(py: Python<'_>, opts: Options, app: Option<Py<PyAny>>) -> PyR
             }
         }
     };
-    if opts.method == Method::Prefork {
-        // NOTE: the prefork supervisor is the process-models issue's work; until it lands the
-        // one-process threaded model serves, and says so.
-        warn!("method=prefork is not available yet in this build; serving with method=threaded");
-    }
-    if opts.daemonize {
-        warn!("daemonize is not available yet in this build; staying in the foreground");
-    }
-    let bind = opts.bind_addr().unwrap_or(BindAddr::Fd(0));
-    let args = ServeArgs {
-        bind,
-        unix: opts.unix_socket_options(),
-        backlog: opts.backlog,
-        config: opts.server_config(),
-        host: HostSettings {
-            script_name: opts.script_name.clone(),
-            spool_threshold: opts.spool_threshold,
-            max_body: opts.max_body,
-            debug: opts.debug,
-            multithread: opts.threads > 1,
-            multiprocess: false,
-            ajp_path_decoded: opts.ajp_lighttpd_compat,
-        },
-        threads: opts.threads,
-        log_level: String::new(),
-    };
-    match run(py, app, args) {
-        Ok(()) => Ok(0),
-        Err(e) if e.is_instance_of::<PyOSError>(py) => {
-            eprintln!("ferrocgi: {}", e.value(py));
+    match serve_app(py, &opts, app) {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("ferrocgi: {e}");
             Ok(1)
         }
-        Err(e) => Err(e),
     }
+}
+
+enum Start {
+    Listen(Listener),
+    Cgi,
+}
+
+fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<i32> {
+    let is_reexec = reexec::is_reexec();
+    let mut spawned = false;
+    let start = if let Some(fd) = reexec::inherited_listener() {
+        let mut l = Listener::from_fd(fd)?;
+        l.adopt_socket_file();
+        Start::Listen(l)
+    } else if let Some(bind) = opts.bind_addr() {
+        if let Some(p) = &opts.pidfile {
+            PidFile::check(p)?;
+        }
+        Start::Listen(Listener::bind(
+            &bind,
+            &opts.unix_socket_options(),
+            opts.backlog,
+        )?)
+    } else {
+        match spawned::detect() {
+            spawned::Stdin::ListeningSocket => {
+                spawned = true;
+                info!(
+                    "no address given: serving the listening socket the web server passed as fd 0"
+                );
+                Start::Listen(Listener::from_fd(0)?)
+            }
+            spawned::Stdin::Cgi => Start::Cgi,
+            spawned::Stdin::Other => {
+                eprintln!("ferrocgi: no address given and fd 0 is not a listening socket: give host and port, socket or fd (example: port=3033)");
+                return Ok(2);
+            }
+        }
+    };
+    if let Start::Cgi = start {
+        return serve_cgi(py, opts, app);
+    }
+    let Start::Listen(listener) = start else {
+        unreachable!("handled above")
+    };
+
+    if opts.daemonize && !is_reexec && !spawned {
+        let d = daemon::DaemonOptions {
+            workdir: opts.workdir.clone(),
+            umask: opts.umask,
+            outlog: opts.outlog.clone(),
+            errlog: opts.errlog.clone(),
+        };
+        daemon::daemonize(&d, &mut || py_fork(py))?;
+    }
+    let pidfile = match &opts.pidfile {
+        Some(p) => Some(PidFile::write(p)?),
+        None => None,
+    };
+    daemon::drop_privileges(
+        opts.user.as_ref().map(|a| a.id),
+        opts.group.as_ref().map(|a| a.id),
+    )?;
+    let (outlog, errlog) = (opts.outlog.clone(), opts.errlog.clone());
+    let reopen: ReopenLogs = std::sync::Arc::new(move || {
+        if let Err(e) = daemon::reopen_logs(outlog.as_deref(), errlog.as_deref()) {
+            error!("cannot reopen log files: {e}");
+        }
+    });
+    let watch_script: Vec<PathBuf> = if spawned {
+        script_path(py).into_iter().collect()
+    } else {
+        Vec::new()
+    };
+
+    if opts.method == Method::Threaded {
+        let handler = Host::start(py, app, host_settings(opts, false), opts.threads)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let pool = handler.pool();
+        let server = Server::new(listener, opts.server_config(), handler);
+        let plan = RunPlan {
+            reload: !spawned,
+            reload_on: opts.reload_on.clone(),
+            exit_on_change: watch_script,
+            reopen_logs: Some(reopen),
+            io_threads: 2,
+            ..RunPlan::default()
+        };
+        let end = py.detach(|| runner::run(server, plan))?;
+        // Python must not finalize under threads still running application code.
+        if !py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5))) {
+            error!("application threads still busy after the stop; exiting without waiting");
+            drop(pidfile);
+            daemon::exit_now(0);
+        }
+        return match end {
+            RunEnd::Reload(l) => {
+                reload(l, &[], pidfile).map_err(|e| std::io::Error::other(e.to_string()))
+            }
+            RunEnd::Stopped | RunEnd::Retired => Ok(0),
+        };
+    }
+
+    // Prefork: this process supervises; workers are forked from it with the app imported.
+    let mut reload_on = opts.reload_on.clone();
+    reload_on.extend(watch_script);
+    let settings = PreforkSettings {
+        minspare: opts.minspare,
+        maxspare: opts.maxspare,
+        maxchildren: opts.maxchildren,
+        graceful_timeout: opts.graceful_timeout,
+        reload_on,
+    };
+    let worker_listener = listener.try_clone_unguarded()?;
+    let config = opts.server_config();
+    let mut run_worker = |setup: WorkerSetup| -> i32 {
+        let listener = match worker_listener.try_clone_unguarded() {
+            Ok(l) => l,
+            Err(e) => {
+                error!(
+                    "worker {}: cannot use the listening socket: {e}",
+                    setup.index
+                );
+                return 1;
+            }
+        };
+        let handler = match Host::start(
+            py,
+            app.clone_ref(py),
+            host_settings(opts, true),
+            opts.threads,
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                error!("worker {}: cannot start Python threads: {e}", setup.index);
+                return 1;
+            }
+        };
+        let pool = handler.pool();
+        let server = Server::new(listener, config.clone(), handler);
+        let plan = RunPlan {
+            status: Some(setup.status),
+            maxrequests: opts.maxrequests,
+            reopen_logs: Some(reopen.clone()),
+            io_threads: 0,
+            accept_below: Some(opts.threads),
+            ..RunPlan::default()
+        };
+        let code = match py.detach(|| runner::run(server, plan)) {
+            Ok(_) => 0,
+            Err(e) => {
+                error!("worker {}: {e}", setup.index);
+                1
+            }
+        };
+        py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5)));
+        code
+    };
+    let old = reexec::inherited_old_workers();
+    let end = prefork::supervise(
+        &settings,
+        &mut || py_fork(py),
+        &mut run_worker,
+        &mut || reopen(),
+        &old,
+    )?;
+    match end {
+        SupervisorExit::Stopped => Ok(0),
+        SupervisorExit::Reload { old_workers } if !spawned => {
+            reload(listener, &old_workers, pidfile)
+                .map_err(|e| std::io::Error::other(e.to_string()))
+        }
+        SupervisorExit::Reload { old_workers } => {
+            // Spawned by the web server: it starts a fresh process itself; let ours drain.
+            prefork::wait_for(&old_workers, opts.graceful_timeout);
+            Ok(0)
+        }
+    }
+}
+
+/// One request as plain CGI (fd 0 is not a socket: mod_cgi, or a shell).
+fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<i32> {
+    let params: ferrocgi_server::Params = std::env::vars_os()
+        .map(|(k, v)| {
+            use std::os::unix::ffi::OsStrExt;
+            (k.as_bytes().to_vec(), v.as_bytes().to_vec())
+        })
+        .collect();
+    let mut settings = host_settings(opts, false);
+    settings.multithread = false;
+    let handler =
+        Host::start(py, app, settings, 1).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let listener_less = Server::cgi(opts.server_config(), handler);
+    py.detach(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let r = rt.block_on(listener_less.serve_cgi(params));
+        rt.shutdown_timeout(std::time::Duration::from_millis(200));
+        r
+    })?;
+    Ok(0)
 }
 
 fn flavor(name: &str) -> PyResult<Flavor> {

@@ -26,6 +26,9 @@ pub enum Protocol {
     Scgi,
     /// AJP 1.3.
     Ajp13,
+    /// Plain CGI: one request from the environment and stdin (a `.fcgi` script run by mod_cgi
+    /// or from a shell).
+    Cgi,
 }
 
 impl Protocol {
@@ -35,6 +38,7 @@ impl Protocol {
             Protocol::Fastcgi => "fcgi",
             Protocol::Scgi => "scgi",
             Protocol::Ajp13 => "ajp",
+            Protocol::Cgi => "cgi",
         }
     }
 }

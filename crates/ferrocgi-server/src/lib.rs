@@ -17,11 +17,13 @@ mod conn;
 pub mod handler;
 pub mod listener;
 pub mod options;
+pub mod process;
 mod server;
 
 pub use ferrocgi_proto::{Params, ResponseHead};
 pub use handler::{Body, Handler, Protocol, Request, Responder, StreamError};
 pub use listener::{BindAddr, Listener, UnixSocketOptions};
 pub use server::{
-    Server, ServerConfig, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
+    Load, Server, ServerConfig, Stop, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_IN_FLIGHT,
 };

@@ -78,7 +78,7 @@ impl Listener {
         use socket2::{Domain, Socket, Type};
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         sock.set_reuse_address(true)?;
-        sock.bind(&addr.into())
+        retry_in_use(&addr.to_string(), || sock.bind(&addr.into()))
             .map_err(|e| annotate(e, &format!("cannot bind {addr}")))?;
         sock.listen(backlog)?;
         sock.set_nonblocking(true)?;
@@ -92,9 +92,11 @@ impl Listener {
     }
 
     /// Binds a Unix socket, replacing a stale socket file left by a dead server; refuses to
-    /// touch a live server's socket or a file that is not a socket.
+    /// touch a live server's socket or a file that is not a socket. A server still releasing
+    /// the socket (a restart script stops the old one and starts us at once) is waited for, up
+    /// to [`RELEASE_WAIT`].
     pub fn bind_unix(path: &Path, opts: &UnixSocketOptions, backlog: i32) -> io::Result<Listener> {
-        clear_stale_socket(path)?;
+        retry_in_use(&path.display().to_string(), || clear_stale_socket(path))?;
         use socket2::{Domain, SockAddr, Socket, Type};
         let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         sock.bind(&SockAddr::unix(path)?)
@@ -171,6 +173,51 @@ impl Listener {
         })
     }
 
+    /// A second handle on the same socket that never removes the socket file: what a prefork
+    /// worker serves with (the supervisor owns the file).
+    pub fn try_clone_unguarded(&self) -> io::Result<Listener> {
+        let sock = match &self.sock {
+            ListenSock::Tcp(l) => ListenSock::Tcp(l.try_clone()?),
+            ListenSock::Unix(l) => ListenSock::Unix(l.try_clone()?),
+        };
+        Ok(Listener {
+            sock,
+            desc: self.desc.clone(),
+            _guard: None,
+        })
+    }
+
+    /// Gives the socket up for a successor process (graceful reload by re-exec): the fd is
+    /// kept open across exec and the socket file is not removed.
+    pub fn into_inheritable_fd(mut self) -> io::Result<RawFd> {
+        let fd = self.as_raw_fd();
+        nix::fcntl::fcntl(
+            // SAFETY: `fd` is owned by `self`, alive until the forget below (then forever).
+            unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+        )
+        .map_err(io::Error::from)?;
+        if let Some(g) = self._guard.take() {
+            std::mem::forget(g);
+        }
+        std::mem::forget(self);
+        Ok(fd)
+    }
+
+    /// Takes charge of removing the Unix socket file at exit (a listener inherited from the
+    /// process this one replaced).
+    pub fn adopt_socket_file(&mut self) {
+        if let ListenSock::Unix(l) = &self.sock {
+            if let Some(p) = l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(Path::to_path_buf))
+            {
+                self._guard = SocketFileGuard::new(&p).ok();
+            }
+        }
+    }
+
     /// The TCP address actually bound (useful with port 0).
     pub fn local_tcp_addr(&self) -> Option<SocketAddr> {
         match &self.sock {
@@ -214,6 +261,28 @@ fn fd_checked(fd: RawFd) -> io::Result<std::os::fd::BorrowedFd<'static>> {
         ));
     }
     Ok(borrowed)
+}
+
+/// How long binding waits for a previous server to release its address.
+pub const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn retry_in_use(what: &str, mut f: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + RELEASE_WAIT;
+    let mut said = false;
+    loop {
+        match f() {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                if !said {
+                    info!("{what} is still in use; waiting up to {RELEASE_WAIT:?} for it to be released");
+                    said = true;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn annotate(e: io::Error, what: &str) -> io::Error {

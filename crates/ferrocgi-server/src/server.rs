@@ -41,6 +41,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// How long a graceful stop waits for requests in flight before giving up on them.
     pub graceful_timeout: Duration,
+    /// TCP peers allowed to connect (addresses and CIDR ranges); empty: anyone. Unix-socket
+    /// peers are governed by the socket file's permissions instead.
+    pub allow_from: Vec<crate::options::IpNet>,
 }
 
 impl ServerConfig {
@@ -55,7 +58,27 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             graceful_timeout: DEFAULT_GRACEFUL_TIMEOUT,
+            allow_from: Vec::new(),
         }
+    }
+}
+
+/// A running server's request counts, observable through [`Server::load`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Load {
+    /// Requests being served now.
+    pub in_flight: usize,
+    /// Requests served to completion since the start.
+    pub served: u64,
+    /// Connections accepted whose first request has not arrived yet: a prefork worker counts
+    /// them as work, or it would accept every waiting connection before parsing any.
+    pub fresh: usize,
+}
+
+impl Load {
+    /// Requests in flight plus connections about to bring one.
+    pub fn busy(&self) -> usize {
+        self.in_flight + self.fresh
     }
 }
 
@@ -65,17 +88,46 @@ pub(crate) struct ServerCtx<H> {
     pub(crate) config: ServerConfig,
     /// One permit per request in flight.
     pub(crate) slots: Arc<Semaphore>,
+    pub(crate) load: watch::Sender<Load>,
+}
+
+impl<H> ServerCtx<H> {
+    pub(crate) fn fresh_done(&self) {
+        self.load.send_modify(|l| l.fresh -= 1);
+    }
+
+    pub(crate) fn request_started(&self) {
+        self.load.send_modify(|l| l.in_flight += 1);
+    }
+
+    pub(crate) fn request_done(&self) {
+        self.load.send_modify(|l| {
+            l.in_flight -= 1;
+            l.served += 1;
+        });
+    }
 }
 
 /// A listener, a configuration and an application.
 pub struct Server<H> {
-    listener: Listener,
+    /// `None` for a server made by [`Server::cgi`].
+    listener: Option<Listener>,
     ctx: Arc<ServerCtx<H>>,
+    accept_gate: Option<usize>,
 }
 
 impl<H: Handler> Server<H> {
     /// Prepares a server; nothing runs until [`Server::run`].
-    pub fn new(listener: Listener, mut config: ServerConfig, handler: H) -> Self {
+    pub fn new(listener: Listener, config: ServerConfig, handler: H) -> Self {
+        Self::build(Some(listener), config, handler)
+    }
+
+    /// A server for one CGI request ([`Server::serve_cgi`]); it has no listener.
+    pub fn cgi(config: ServerConfig, handler: H) -> Self {
+        Self::build(None, config, handler)
+    }
+
+    fn build(listener: Option<Listener>, mut config: ServerConfig, handler: H) -> Self {
         // FCGI_GET_VALUES must report what this server really accepts.
         config.fastcgi.max_conns = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
         config.fastcgi.max_reqs = u32::try_from(config.max_in_flight).unwrap_or(u32::MAX);
@@ -86,14 +138,52 @@ impl<H: Handler> Server<H> {
                 handler: Arc::new(handler),
                 config,
                 slots,
+                load: watch::Sender::new(Load::default()),
             }),
+            accept_gate: None,
         }
     }
 
-    /// Serves until `stop` resolves, then stops accepting, lets requests in flight finish (up
-    /// to the graceful timeout) and returns. Must run inside a tokio runtime.
+    /// The request counts, updated as requests start and finish.
+    pub fn load(&self) -> watch::Receiver<Load> {
+        self.ctx.load.subscribe()
+    }
+
+    /// Accepts new connections only while fewer than `n` requests are in flight: a busy
+    /// prefork worker leaves new connections to its idle siblings (they share the socket).
+    pub fn accept_only_below(mut self, n: usize) -> Self {
+        self.accept_gate = Some(n.max(1));
+        self
+    }
+
+    /// Serves until `stop` resolves, then closes the listening socket (removing its file), lets
+    /// requests in flight finish (up to the graceful timeout) and returns. Must run inside a
+    /// tokio runtime.
     pub async fn run(self, stop: impl Future<Output = ()>) -> io::Result<()> {
-        let Server { listener, ctx } = self;
+        self.run_until(async {
+            stop.await;
+            Stop::Close
+        })
+        .await
+        .map(drop)
+    }
+
+    /// Like [`Server::run`], but `stop` says what becomes of the listening socket: closed at
+    /// once (so a restarted server can bind it while this one drains), or kept and handed back
+    /// (a reload passes it to the next process; connections wait in the backlog meanwhile).
+    pub async fn run_until(self, stop: impl Future<Output = Stop>) -> io::Result<Option<Listener>> {
+        let Server {
+            listener,
+            ctx,
+            accept_gate,
+        } = self;
+        let listener = listener.ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a CGI server has no listener to run",
+            )
+        })?;
+        let mut load = ctx.load.subscribe();
         let desc = listener.to_string();
         let accept = Acceptor::new(&listener.sock)?;
         let conns = Arc::new(Semaphore::new(ctx.config.max_connections));
@@ -101,16 +191,23 @@ impl<H: Handler> Server<H> {
         info!(listen = %desc, protocol = %ctx.config.protocol, "listening on {desc}");
 
         tokio::pin!(stop);
+        let how;
         loop {
+            if let Some(gate) = accept_gate {
+                tokio::select! {
+                    _ = load.wait_for(|l| l.busy() < gate) => {},
+                    s = &mut stop => { how = s; break }
+                }
+            }
             let permit = tokio::select! {
                 p = conns.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                _ = &mut stop => break,
+                s = &mut stop => { how = s; break }
             };
             let accepted = tokio::select! {
                 a = accept.accept() => a,
-                _ = &mut stop => break,
+                s = &mut stop => { how = s; break }
             };
-            let (stream, peer) = match accepted {
+            let (stream, peer, ip) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning, keep serving.
@@ -119,7 +216,15 @@ impl<H: Handler> Server<H> {
                     continue;
                 }
             };
+            if let Some(ip) = ip {
+                let allow = &ctx.config.allow_from;
+                if !allow.is_empty() && !allow.iter().any(|net| net.contains(ip)) {
+                    warn!(peer = %peer, "refused connection from {peer}: not in allow_from / FCGI_WEB_SERVER_ADDRS");
+                    continue;
+                }
+            }
             debug!("accepted connection from {peer}");
+            ctx.load.send_modify(|l| l.fresh += 1);
             let ctx = ctx.clone();
             let stop_rx = stop_rx.clone();
             tokio::spawn(async move {
@@ -130,6 +235,13 @@ impl<H: Handler> Server<H> {
 
         info!(listen = %desc, "stopping: no new connections; finishing requests in flight");
         drop(accept);
+        let kept = match how {
+            Stop::Close => {
+                drop(listener);
+                None
+            }
+            Stop::KeepListener => Some(listener),
+        };
         let _ = stop_tx.send(true);
         let all = u32::try_from(ctx.config.max_connections).unwrap_or(u32::MAX);
         match tokio::time::timeout(ctx.config.graceful_timeout, conns.acquire_many(all)).await {
@@ -139,7 +251,31 @@ impl<H: Handler> Server<H> {
                 "graceful timeout reached; abandoning requests still in flight"
             ),
         }
-        drop(listener);
+        Ok(kept)
+    }
+}
+
+/// What [`Server::run_until`] does with the listening socket when it stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Close it at once and remove its socket file.
+    Close,
+    /// Keep it open and return it.
+    KeepListener,
+}
+
+impl<H: Handler> Server<H> {
+    /// Serves exactly one request as plain CGI — `params` from the environment, the body from
+    /// stdin, the response to stdout — then returns. The listener is not used.
+    pub async fn serve_cgi(self, params: ferrocgi_proto::Params) -> io::Result<()> {
+        use tokio::io::AsyncReadExt;
+        let codec = codec::Cgi::new(params.clone());
+        let len = codec::declared_length(&params).unwrap_or(0);
+        // Never read past the body: stdin may be a terminal that never ends.
+        let stream = tokio::io::join(tokio::io::stdin().take(len), tokio::io::stdout());
+        let (_tx, stop) = watch::channel(false);
+        self.ctx.load.send_modify(|l| l.fresh += 1);
+        conn::serve(stream, codec, Arc::from("cgi"), self.ctx, stop).await;
         Ok(())
     }
 }
@@ -164,18 +300,18 @@ impl Acceptor {
         })
     }
 
-    async fn accept(&self) -> io::Result<(Stream, Arc<str>)> {
+    async fn accept(&self) -> io::Result<(Stream, Arc<str>, Option<std::net::IpAddr>)> {
         match self {
             Acceptor::Tcp(l) => {
                 let (s, a) = l.accept().await?;
                 // Without it, a response written as several segments meets Nagle plus delayed
                 // ACK on kept-alive connections: a 40 ms stall per request (FRONTENDS.md §3).
                 s.set_nodelay(true)?;
-                Ok((Stream::Tcp(s), a.to_string().into()))
+                Ok((Stream::Tcp(s), a.to_string().into(), Some(a.ip())))
             }
             Acceptor::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((Stream::Unix(s), Arc::from("unix")))
+                Ok((Stream::Unix(s), Arc::from("unix"), None))
             }
         }
     }
@@ -211,6 +347,9 @@ async fn serve_protocol<S, H>(
         Protocol::Scgi => {
             let c = codec::Scgi(scgi::Connection::new(cfg.scgi.clone()));
             conn::serve(s, c, peer, ctx, stop).await
+        }
+        Protocol::Cgi => {
+            error!("CGI is served by Server::serve_cgi, not on a listener; closing {peer}");
         }
         Protocol::Ajp13 => {
             let c = codec::Ajp {

@@ -299,3 +299,76 @@ fn error_response(status: u16) -> ResponseHead {
     };
     ResponseHead::new(status, reason).header("Content-Type", "text/plain")
 }
+
+/// Plain CGI: the request head is the environment, the body is stdin (CONTENT_LENGTH bytes),
+/// the response is a CGI response on stdout.
+pub(crate) struct Cgi {
+    params: Option<Params>,
+    declared: Option<u64>,
+    remaining: u64,
+    ended: bool,
+}
+
+impl Cgi {
+    pub(crate) fn new(params: Params) -> Self {
+        let declared = declared_length(&params);
+        Cgi {
+            params: Some(params),
+            declared,
+            remaining: declared.unwrap_or(0),
+            ended: false,
+        }
+    }
+}
+
+impl ServerCodec for Cgi {
+    const PROTOCOL: Protocol = Protocol::Cgi;
+
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+        if let Some(params) = self.params.take() {
+            return Ok(Some(Ev::Request {
+                id: 0,
+                params,
+                declared: self.declared,
+            }));
+        }
+        if self.remaining == 0 {
+            if self.ended {
+                return Ok(None);
+            }
+            self.ended = true;
+            return Ok(Some(Ev::BodyEnd { id: 0 }));
+        }
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        let n = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        self.remaining -= n as u64;
+        Ok(Some(Ev::Body {
+            id: 0,
+            data: buf.split_to(n).freeze(),
+        }))
+    }
+
+    fn take_output(&mut self, _out: &mut BytesMut) {}
+
+    fn head(
+        &mut self,
+        _id: u16,
+        head: &ResponseHead,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtoError> {
+        head.encode_cgi(out);
+        Ok(())
+    }
+
+    fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
+        out.extend_from_slice(data);
+    }
+
+    fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
+        true
+    }
+}

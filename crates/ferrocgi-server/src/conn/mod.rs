@@ -42,6 +42,22 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// bytes do not turn our close into a reset that destroys the response in flight.
 const LINGER: Duration = Duration::from_secs(2);
 
+/// Counts a request in the server's load from its start until its task ends (even by panic).
+struct InFlight<H>(Arc<ServerCtx<H>>);
+
+impl<H> InFlight<H> {
+    fn new(ctx: Arc<ServerCtx<H>>) -> Self {
+        ctx.request_started();
+        InFlight(ctx)
+    }
+}
+
+impl<H> Drop for InFlight<H> {
+    fn drop(&mut self) {
+        self.0.request_done();
+    }
+}
+
 struct ReqState {
     id: u16,
     /// `None` once the body is complete, abandoned by the application, or aborted.
@@ -59,6 +75,8 @@ struct Conn<'a, C, H> {
     pending: Option<(u16, BodyMsg)>,
     resp_tx: mpsc::Sender<(u16, Part)>,
     close: bool,
+    /// Counted as "fresh" in the server's load until its first request starts.
+    fresh: bool,
 }
 
 /// Serves one connection until the front end closes it, a protocol error, or shutdown.
@@ -83,6 +101,7 @@ pub(crate) async fn serve<S, C, H>(
         pending: None,
         resp_tx,
         close: false,
+        fresh: true,
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut eof = false;
@@ -158,6 +177,7 @@ pub(crate) async fn serve<S, C, H>(
     for r in &c.reqs {
         r.shared.abort();
     }
+    c.not_fresh();
     drop(c);
     // Lingering close: say we are done, then read what the front end still sends until it
     // closes too, so the kernel does not answer unread data with a reset.
@@ -227,6 +247,12 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         }
     }
 
+    fn not_fresh(&mut self) {
+        if std::mem::take(&mut self.fresh) {
+            self.ctx.fresh_done();
+        }
+    }
+
     fn start_request(&mut self, id: u16, params: ferrocgi_proto::Params, declared: Option<u64>) {
         if let Err(reason) = self.codec.admit() {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL, "request refused: {reason}");
@@ -253,9 +279,11 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             peer: self.peer.clone(),
         };
         let resp = Responder::new(id, self.resp_tx.clone(), shared.clone());
-        let handler = self.ctx.handler.clone();
+        let guard = InFlight::new(self.ctx.clone());
+        self.not_fresh();
         tokio::spawn(async move {
-            handler.handle(req, resp).await;
+            guard.0.handler.handle(req, resp).await;
+            drop(guard);
             drop(permit);
         });
         self.reqs.push(ReqState {

@@ -941,6 +941,7 @@ impl Options {
         c.max_connections = self.max_connections;
         c.max_in_flight = self.max_in_flight;
         c.graceful_timeout = self.graceful_timeout;
+        c.allow_from = self.allow_from.clone();
         c
     }
 

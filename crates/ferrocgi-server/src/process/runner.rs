@@ -1,0 +1,195 @@
+//! Runs a [`Server`] in this process, with the signal plan of its role.
+
+use crate::{Handler, Listener, Server, Stop};
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{debug, info};
+
+/// A `reopen_logs` action for SIGUSR1.
+pub type ReopenLogs = Arc<dyn Fn() + Send + Sync>;
+
+/// How the server in this process behaves.
+#[derive(Default)]
+pub struct RunPlan {
+    /// Prefork worker: the status pipe to the supervisor.
+    pub status: Option<OwnedFd>,
+    /// Prefork worker: retire after this many requests (0: never).
+    pub maxrequests: u64,
+    /// Single process: SIGHUP and `reload_on` changes reload (a worker leaves that to its
+    /// supervisor and ignores SIGHUP).
+    pub reload: bool,
+    /// Files whose change reloads (with `reload`).
+    pub reload_on: Vec<PathBuf>,
+    /// Spawned by the web server: stop gracefully when one of these files changes (the web
+    /// server then starts a fresh process with the new code).
+    pub exit_on_change: Vec<PathBuf>,
+    /// What SIGUSR1 does.
+    pub reopen_logs: Option<ReopenLogs>,
+    /// I/O threads: 0 runs everything on this thread (prefork workers), N a pool of N.
+    pub io_threads: usize,
+    /// Prefork worker: accept only while fewer requests than this are in flight.
+    pub accept_below: Option<usize>,
+}
+
+/// How the run ended.
+#[derive(Debug)]
+pub enum RunEnd {
+    /// Stopped (SIGTERM, SIGINT, a watched script changed): exit 0.
+    Stopped,
+    /// Served `maxrequests`: exit 0, the supervisor starts a replacement.
+    Retired,
+    /// Reload: the caller re-executes the program with this socket.
+    Reload(Listener),
+}
+
+#[derive(Clone, Copy)]
+enum Why {
+    Stopped,
+    Retired,
+    Reload,
+}
+
+fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}
+
+fn report(s: &Option<UnixStream>, byte: u8) {
+    if let Some(mut s) = s.as_ref() {
+        // A full pipe only means the supervisor is behind; the next report supersedes.
+        let _ = s.write(&[byte]);
+    }
+}
+
+/// Runs `server` until the plan says stop; see [`RunEnd`].
+pub fn run<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
+    let rt = if plan.io_threads == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(plan.io_threads)
+            .thread_name("ferrocgi-io")
+            .enable_all()
+            .build()?
+    };
+    let end = rt.block_on(serve(server, plan));
+    // Tasks still blocked (a handler waiting on an application thread) must not hold the exit.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    end
+}
+
+async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
+    let server = match plan.accept_below {
+        Some(n) => server.accept_only_below(n),
+        None => server,
+    };
+    let status = match plan.status {
+        Some(fd) => {
+            let s = UnixStream::from(fd);
+            s.set_nonblocking(true)?;
+            Some(s)
+        }
+        None => None,
+    };
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+
+    // Load reports to the supervisor, and retirement after maxrequests.
+    let (retire_tx, mut retire_rx) = tokio::sync::watch::channel(false);
+    let mut load = server.load();
+    let reporter = status.as_ref().map(UnixStream::try_clone).transpose()?;
+    let maxrequests = plan.maxrequests;
+    tokio::spawn(async move {
+        let reporter = reporter;
+        report(&reporter, b'I');
+        let mut busy = false;
+        while load.changed().await.is_ok() {
+            let l = *load.borrow_and_update();
+            if maxrequests > 0 && l.served >= maxrequests {
+                let _ = retire_tx.send(true);
+                return;
+            }
+            if (l.busy() > 0) != busy {
+                busy = !busy;
+                report(&reporter, if busy { b'B' } else { b'I' });
+            }
+        }
+    });
+
+    let why = Mutex::new(Why::Stopped);
+    let reload = plan.reload;
+    let reopen = plan.reopen_logs.clone();
+    let watch_reload = if reload {
+        plan.reload_on.clone()
+    } else {
+        Vec::new()
+    };
+    let watch_exit = plan.exit_on_change.clone();
+    let stop = async {
+        let seen_reload = mtimes(&watch_reload);
+        let seen_exit = mtimes(&watch_exit);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let (w, how) = loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    info!("SIGTERM: graceful stop");
+                    break (Why::Stopped, Stop::Close);
+                }
+                _ = hup.recv() => {
+                    if reload {
+                        info!("SIGHUP: graceful reload");
+                        break (Why::Reload, Stop::KeepListener);
+                    }
+                    debug!("SIGHUP ignored (the supervisor reloads)");
+                }
+                _ = usr1.recv() => {
+                    info!("SIGUSR1: reopening log files");
+                    if let Some(f) = &reopen {
+                        f();
+                    }
+                }
+                _ = retire_rx.wait_for(|r| *r) => {
+                    info!(maxrequests, "served maxrequests; retiring");
+                    break (Why::Retired, Stop::Close);
+                }
+                _ = tick.tick(), if !watch_reload.is_empty() || !watch_exit.is_empty() => {
+                    if mtimes(&watch_reload) != seen_reload {
+                        info!(files = ?watch_reload, "a reload_on file changed: graceful reload");
+                        break (Why::Reload, Stop::KeepListener);
+                    }
+                    if mtimes(&watch_exit) != seen_exit {
+                        info!(files = ?watch_exit, "the script changed: finishing requests, then exiting so the web server starts the new code");
+                        break (Why::Stopped, Stop::Close);
+                    }
+                }
+            }
+        };
+        report(&status, b'R');
+        *why.lock().unwrap_or_else(|e| e.into_inner()) = w;
+        how
+    };
+    let kept = tokio::select! {
+        r = server.run_until(stop) => r?,
+        _ = int.recv() => {
+            info!("SIGINT: quick stop");
+            return Ok(RunEnd::Stopped);
+        }
+    };
+    let w = *why.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(match (w, kept) {
+        (Why::Reload, Some(l)) => RunEnd::Reload(l),
+        (Why::Retired, _) => RunEnd::Retired,
+        _ => RunEnd::Stopped,
+    })
+}
