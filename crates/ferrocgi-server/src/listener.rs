@@ -9,7 +9,7 @@ use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use tracing::info;
 
@@ -306,11 +306,18 @@ fn clear_stale_socket(path: &Path) -> io::Result<()> {
             ),
         ));
     }
-    match UnixStream::connect(path) {
-        Ok(_) => Err(io::Error::new(
+    // Non-blocking: a live server with a full backlog must not hang us (that is "in use" too).
+    let probe = socket2::Socket::new(socket2::Domain::UNIX, socket2::Type::STREAM, None)?;
+    probe.set_nonblocking(true)?;
+    let in_use = || {
+        io::Error::new(
             io::ErrorKind::AddrInUse,
             format!("{} is in use by a running server", path.display()),
-        )),
+        )
+    };
+    match probe.connect(&socket2::SockAddr::unix(path)?) {
+        Ok(()) => Err(in_use()),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(in_use()),
         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
             fs::remove_file(path)?;
             info!(path = %path.display(), "removed stale socket file");

@@ -335,7 +335,7 @@ async fn serve_protocol<S, H>(
     ctx: Arc<ServerCtx<H>>,
     stop: watch::Receiver<bool>,
 ) where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    S: conn::Transport,
     H: Handler,
 {
     let cfg = &ctx.config;

@@ -39,6 +39,12 @@ impl Handler for TestApp {
                 return;
             }
             "slow" => tokio::time::sleep(Duration::from_millis(300)).await,
+            "failmid" => {
+                resp.start(ResponseHead::new(200, "OK")).await.unwrap();
+                resp.write(Bytes::from_static(b"partial")).await.unwrap();
+                resp.fail().await;
+                return;
+            }
             _ => {}
         }
         let mut n = 0usize;
@@ -350,6 +356,43 @@ async fn handler_panic_or_drop_gives_a_500() {
         );
         assert_eq!(res[&1].end, Some((0, 0)));
     }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_after_the_head_is_not_dressed_up_as_complete() {
+    // FastCGI: no END_REQUEST, the connection closes (nginx then cuts the client's response).
+    let srv = start(ServerConfig::new(Protocol::Fastcgi));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "failmid", b"");
+    s.write_all(&out).await.unwrap();
+    let res = read_fcgi(&mut s, &[1]).await;
+    assert_eq!(body_of(&res[&1].stdout), b"partial");
+    assert_eq!(
+        res[&1].end, None,
+        "no FCGI_END_REQUEST for a broken response"
+    );
+    srv.stop().await;
+
+    // SCGI: the close is a reset, not the clean EOF that ends a good response.
+    let srv = start(ServerConfig::new(Protocol::Scgi));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let headers = b"CONTENT_LENGTH\x000\x00SCGI\x001\x00QUERY_STRING\x00failmid\x00";
+    let mut req = format!("{}:", headers.len()).into_bytes();
+    req.extend_from_slice(headers);
+    req.push(b',');
+    s.write_all(&req).await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got))
+        .await
+        .expect("closed within 5 s");
+    assert_eq!(
+        r.map_err(|e| e.kind()).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
     srv.stop().await;
 }
 

@@ -47,7 +47,8 @@ pub(crate) trait ServerCodec: Send + 'static {
     fn stderr(&mut self, _id: u16, _data: &[u8], _out: &mut BytesMut) -> bool {
         false
     }
-    /// Ends a response (`ok = false`: it is incomplete). True: close after flushing.
+    /// Ends a response (`ok = false`: it is incomplete, and the protocol's end marker must
+    /// not be sent). True: close after flushing.
     fn end(&mut self, id: u16, ok: bool, out: &mut BytesMut) -> bool;
     /// Refuses a request because the server is at capacity. True: close after flushing.
     fn overloaded(&mut self, id: u16, out: &mut BytesMut) -> bool {
@@ -58,6 +59,11 @@ pub(crate) trait ServerCodec: Send + 'static {
             self.body(id, b"server busy, try again\n", out);
         }
         self.end(id, true, out)
+    }
+    /// True when only a reset tells the front end that a response was cut short (SCGI has no
+    /// end marker: a clean close is the normal end of a response).
+    fn reset_when_broken(&self) -> bool {
+        false
     }
     /// What to send before closing on a protocol error, if anything useful can be said.
     fn error_reply(&mut self, _err: &ProtoError, _out: &mut BytesMut) {}
@@ -141,15 +147,14 @@ impl ServerCodec for Fcgi {
     }
 
     fn end(&mut self, id: u16, ok: bool, out: &mut BytesMut) -> bool {
-        let close = self.0.end_request(
-            id,
-            u32::from(!ok),
-            fastcgi::ProtocolStatus::RequestComplete,
-            out,
-        );
-        // An incomplete response must not look complete: closing the connection is the only
-        // signal nginx and Apache act on (they ignore appStatus).
-        close || !ok
+        if !ok {
+            // An incomplete response must not look complete. nginx and Apache ignore appStatus,
+            // but a connection closed before FCGI_END_REQUEST makes them cut the client's
+            // response ("upstream prematurely closed").
+            return true;
+        }
+        self.0
+            .end_request(id, 0, fastcgi::ProtocolStatus::RequestComplete, out)
     }
 
     fn overloaded(&mut self, id: u16, out: &mut BytesMut) -> bool {
@@ -196,6 +201,10 @@ impl ServerCodec for Scgi {
     }
 
     fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
+        true
+    }
+
+    fn reset_when_broken(&self) -> bool {
         true
     }
 
@@ -273,8 +282,13 @@ impl ServerCodec for Ajp {
     }
 
     fn end(&mut self, _id: u16, ok: bool, out: &mut BytesMut) -> bool {
-        self.conn.end_response(ok, out);
-        !ok
+        if !ok {
+            // No END_RESPONSE: the front end sees the connection drop mid-response and fails
+            // the client's response instead of completing it.
+            return true;
+        }
+        self.conn.end_response(true, out);
+        false
     }
 
     fn error_reply(&mut self, err: &ProtoError, out: &mut BytesMut) {

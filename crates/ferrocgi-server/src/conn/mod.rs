@@ -30,6 +30,23 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+/// What the connection loop needs of a socket beyond reading and writing.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
+    /// Makes the coming close a reset (TCP RST), the only way to tell an SCGI front end (which
+    /// takes a clean close as the end of the response) that the response is broken.
+    fn reset_on_close(&self) {}
+}
+
+impl Transport for tokio::net::TcpStream {
+    fn reset_on_close(&self) {
+        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl Transport for tokio::net::UnixStream {}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Transport for tokio::io::Join<R, W> {}
+
 /// Body chunks buffered per request before the loop stops reading (each ≤ 64 KiB).
 const BODY_CHANNEL: usize = 4;
 /// Response parts buffered per connection before applications wait.
@@ -75,7 +92,10 @@ struct Conn<'a, C, H> {
     pending: Option<(u16, BodyMsg)>,
     resp_tx: mpsc::Sender<(u16, Part)>,
     close: bool,
-    /// Counted as "fresh" in the server's load until its first request starts.
+    /// A response failed after its head was sent: close abruptly.
+    broken: bool,
+    /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
+    /// also means: a request was seen on this connection).
     fresh: bool,
 }
 
@@ -87,7 +107,7 @@ pub(crate) async fn serve<S, C, H>(
     ctx: Arc<ServerCtx<H>>,
     mut shutdown: watch::Receiver<bool>,
 ) where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: Transport,
     C: ServerCodec,
     H: Handler,
 {
@@ -101,6 +121,7 @@ pub(crate) async fn serve<S, C, H>(
         pending: None,
         resp_tx,
         close: false,
+        broken: false,
         fresh: true,
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
@@ -178,7 +199,12 @@ pub(crate) async fn serve<S, C, H>(
         r.shared.abort();
     }
     c.not_fresh();
+    let reset = c.broken && c.codec.reset_when_broken();
     drop(c);
+    if reset {
+        stream.reset_on_close();
+        return;
+    }
     // Lingering close: say we are done, then read what the front end still sends until it
     // closes too, so the kernel does not answer unread data with a reset.
     if stream.shutdown().await.is_ok() {
@@ -325,7 +351,10 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
 
     fn on_eof(&mut self, mid_record: bool) {
         let incomplete = self.reqs.iter().any(|r| r.body_tx.is_some());
-        if mid_record {
+        if mid_record && self.reqs.is_empty() && !self.fresh {
+            // Expected: a front end stops sending a body the answer did not need (a 413).
+            debug!(peer = %self.peer, "web server closed the connection mid-record after the response");
+        } else if mid_record {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL,
                 "protocol error: connection closed in the middle of a record; closing connection");
         } else if incomplete {
@@ -365,8 +394,13 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             Part::End | Part::Fail => {
                 let r = self.reqs.swap_remove(i);
                 let ok = matches!(part, Part::End);
+                if r.started && !ok && !aborted {
+                    warn!(peer = %self.peer, protocol = %C::PROTOCOL,
+                        "response failed after its head was sent; closing the connection so the web server does not take it as complete");
+                    self.broken = true;
+                }
                 let close = if r.started || aborted {
-                    self.codec.end(id, ok, out)
+                    self.codec.end(id, ok || aborted, out)
                 } else {
                     // Nothing was sent yet: the client still gets a well-formed answer.
                     let h = ResponseHead::new(500, "Internal Server Error")
