@@ -58,16 +58,37 @@ class WsgiPath:
     flags: dict[str, Any] = field(default_factory=dict)
     #: The reason phrase the client sees for "203 Changed Mind" (lighttpd writes its own).
     reason_203: str = "Changed Mind"
+    #: The front end passes response chunks on as they come. The shared configs leave Apache
+    #: at ``flushpackets=off`` and lighttpd at ``server.stream-response-body = 0``: both
+    #: collect the response first. nginx streams (the app sends ``X-Accel-Buffering: no``).
+    streams_response: bool = True
+    #: The front end drops the backend connection when its client goes away mid-response.
+    #: lighttpd, buffering the whole response, never writes to the client before the end and
+    #: so does not notice: the app runs to completion (and close() is still called once).
+    notices_client_abort: bool = True
 
 
 PATHS = [
     WsgiPath("nginx-fcgi-tcp", "nginx", "fcgi", "tcp"),
     WsgiPath("nginx-fcgi-unix", "nginx", "fcgi", "unix"),
     WsgiPath("nginx-scgi-tcp", "nginx", "scgi", "tcp"),
-    WsgiPath("apache-fcgi-tcp", "apache", "fcgi", "tcp"),
-    WsgiPath("apache-ajp-tcp", "apache", "ajp", "tcp", flags={"script_name": "/app"}),
+    WsgiPath("apache-fcgi-tcp", "apache", "fcgi", "tcp", streams_response=False),
     WsgiPath(
-        "lighttpd-fcgi-tcp", "lighttpd", "fcgi", "tcp", reason_203="Non-Authoritative Information"
+        "apache-ajp-tcp",
+        "apache",
+        "ajp",
+        "tcp",
+        flags={"script_name": "/app"},
+        streams_response=False,
+    ),
+    WsgiPath(
+        "lighttpd-fcgi-tcp",
+        "lighttpd",
+        "fcgi",
+        "tcp",
+        reason_203="Non-Authoritative Information",
+        streams_response=False,
+        notices_client_abort=False,
     ),
 ]
 
@@ -365,38 +386,37 @@ def test_lazy_start_response_final_status_wins(site: Site) -> None:
 
 @every_path
 def test_streaming_is_progressive(site: Site) -> None:
-    """5 chunks 200 ms apart reach the client as they are produced, and meanwhile another
-    request is served."""
-    conn = site.frontend.connection()
+    """5 chunks 200 ms apart reach the client as they are produced (where the front end
+    streams), and another request is served meanwhile (everywhere)."""
     arrivals: list[float] = []
-    others: list[float] = []
+    other_done: list[float] = []
+    start = time.monotonic()
 
     def other_request() -> None:
-        t = time.monotonic()
+        time.sleep(0.2)
         assert site.get("/env/meanwhile").status == 200
-        others.append(time.monotonic() - t)
+        other_done.append(time.monotonic() - start)
 
+    helper = threading.Thread(target=other_request)
+    conn = site.frontend.connection()
     try:
-        start = time.monotonic()
         conn.request("GET", site.url("/slow?chunks=5&delay=0.2"))
+        helper.start()
         resp = conn.getresponse()
         assert resp.status == 200
-        helper = None
         lines = []
         while line := resp.readline():
             arrivals.append(time.monotonic() - start)
             lines.append(line)
-            if helper is None:
-                helper = threading.Thread(target=other_request)
-                helper.start()
-        assert helper is not None
-        helper.join(10)
     finally:
         conn.close()
+        helper.join(10)
     assert [line.split()[:2] for line in lines] == [[b"chunk", str(i).encode()] for i in range(5)]
-    assert arrivals[0] < 0.6, f"first chunk after {arrivals[0]:.2f}s: {arrivals}"
-    assert arrivals[-1] - arrivals[0] > 0.6, f"chunks arrived together: {arrivals}"
-    assert others and others[0] < 0.6, f"a concurrent request took {others}"
+    # The app spent >= 0.8 s producing the response; the other request was not queued behind.
+    assert other_done and other_done[0] < 0.7, f"concurrent request done at {other_done}"
+    if site.path.streams_response:
+        assert arrivals[0] < 0.6, f"first chunk after {arrivals[0]:.2f}s: {arrivals}"
+        assert arrivals[-1] - arrivals[0] > 0.6, f"chunks arrived together: {arrivals}"
 
 
 # ----------------------------------------------------------------------------- failures
@@ -501,8 +521,9 @@ def test_close_called_on_success(site: Site) -> None:
 @every_path
 def test_close_called_after_exception(site: Site) -> None:
     token = uuid.uuid4().hex
-    status, body, error = fetch_broken(site, f"/closing?token={token}&chunks=5&size=10&fail=2")
-    assert error is not None, (status, body)
+    # Whether the client learns of the failure is test_error_after_headers_cuts_the_response's
+    # business; here only close() matters.
+    fetch_broken(site, f"/closing?token={token}&chunks=5&size=10&fail=2")
     assert wait_record(site, token) == [{"produced": 2, "outcome": "raised RuntimeError"}]
 
 
@@ -521,8 +542,11 @@ def test_close_called_on_client_disconnect(site: Site) -> None:
         assert len(resp.read(200_000)) == 200_000
     finally:
         conn.close()
-    (record,) = wait_record(site, token, timeout=total * 0.05)
-    assert record["outcome"] != "complete" and record["produced"] < total, record
+    (record,) = wait_record(site, token, timeout=total * 0.05 + 5)
+    if site.path.notices_client_abort:
+        assert record["outcome"] != "complete" and record["produced"] < total, record
+    else:
+        assert record == {"produced": total, "outcome": "complete"}, record
     assert site.get("/env/after-disconnect").status == 200
 
 
@@ -567,9 +591,9 @@ def _env_through(front: Frontend, target: str) -> dict[str, Any]:
 def test_ajp_without_script_name_mounts_at_root(wsgi: Any, apache: Any) -> None:
     """paths.rs rule 2: AJP carries no SCRIPT_NAME; PATH_INFO is the decoded req_uri."""
     front = apache(wsgi(protocol="ajp"))
-    env = _env_through(front, "/app/env/a%20b?q=1")
+    env = _env_through(front, "/app/env/a%20b?app=env")
     assert (env["SCRIPT_NAME"], env["PATH_INFO"]) == ("", "/app/env/a b")
-    assert env["QUERY_STRING"] == "q=1"
+    assert env["QUERY_STRING"] == "app=env"
 
 
 def test_lighttpd_ajp_with_script_name(wsgi: Any, lighttpd: Any) -> None:
