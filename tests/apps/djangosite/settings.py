@@ -52,9 +52,7 @@ TEMPLATES = [
     }
 ]
 WSGI_APPLICATION = "djangosite.wsgi.application"
-DATABASES = {
-    "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": TEST_DIR / "db.sqlite3"}
-}
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": TEST_DIR / "db.sqlite3"}}
 USE_TZ = True
 # Absolute: served by the web server, whatever SCRIPT_NAME the app is mounted at.
 STATIC_URL = "/static/"
