@@ -250,3 +250,23 @@ def test_missing_module_exits_1(rundir: Path) -> None:
     assert done.returncode == 1, (done.returncode, done.stderr)
     assert "ModuleNotFoundError" in done.stderr
     assert not harness.can_connect((harness.LOOPBACK, port))
+
+
+@pytest.mark.parametrize("spelling", ["log_level=debug", "--log-level=debug"])
+def test_log_level_debug_logs_to_stderr(rundir: Path, spelling: str) -> None:
+    """The server log (stderr): ``listening on``, ``accepted connection`` at debug, and an
+    application's traceback, tagged with the request."""
+    port = harness.free_port()
+    argv = ferrocgi("wsgi:application", f"port={port}", f"pythonpath={APPS}", spelling)
+    with serving(rundir, argv, (harness.LOOPBACK, port)) as proc:
+        assert fcgi_env((harness.LOOPBACK, port), "/fail-before-start").status == 500
+        stderr = proc.logs[0]
+        deadline = time.monotonic() + 5
+        while (
+            "fail_before_start_response" not in stderr.read_text() and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        log = stderr.read_text()
+    assert "listening on" in log, log
+    assert "accepted connection" in log, log
+    assert "fail_before_start_response" in log and "boom before start_response" in log, log
