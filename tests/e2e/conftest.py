@@ -8,6 +8,10 @@ Fixtures (all processes are stopped at teardown, by pid, whatever the outcome):
 - ``backend(protocol="fcgi", transport="tcp", **flags) -> Backend``: starts the echo example
   (``transport`` is ``"tcp"`` or ``"unix"``; flags: ``app``, ``ajp_lighttpd_compat``,
   ``ajp_max_packet``, ``multiplex``, ``log_level``, ``extra_args``).
+- ``wsgi(app="wsgi:application", protocol="fcgi", transport="tcp", **flags) -> Backend``:
+  ferrocgi itself serving a WSGI app from ``tests/apps`` (flags: ``threads``, ``script_name``,
+  ``debug``, ``max_body``, ``spool_threshold``, ``ajp_lighttpd_compat``, ``log_level``,
+  ``pythonpath``, ``env``).
 - ``nginx(backend)``, ``apache(backend)``, ``lighttpd(backend) -> Frontend``: private
   foreground instances of each web server in front of ``backend``.
 
@@ -67,6 +71,23 @@ def backend(rundir: Path) -> Iterator[Callable[..., Backend]]:
 
         def start(protocol: str = "fcgi", transport: str = "tcp", **flags: Any) -> Backend:
             return _start(stack, harness.start_backend(rundir, protocol, transport, **flags))
+
+        yield start
+
+
+@pytest.fixture
+def wsgi(rundir: Path) -> Iterator[Callable[..., Backend]]:
+    """``wsgi(app="wsgi:application", protocol="fcgi", transport="tcp", **flags)``: ferrocgi
+    serving a WSGI app from ``tests/apps`` (flags: see ``harness.start_wsgi``)."""
+    with contextlib.ExitStack() as stack:
+
+        def start(
+            app: str = "wsgi:application",
+            protocol: str = "fcgi",
+            transport: str = "tcp",
+            **flags: Any,
+        ) -> Backend:
+            return _start(stack, harness.start_wsgi(rundir, app, protocol, transport, **flags))
 
         yield start
 
