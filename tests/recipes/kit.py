@@ -471,3 +471,65 @@ def eventually(what: str, check: Callable[[], bool], timeout: float = 15.0) -> N
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.1)
+
+
+# --------------------------------------------------------------------------- web servers
+
+
+@contextlib.contextmanager
+def apache(
+    rundir: Path, template: str, values: Mapping[str, str], name: str = "apache"
+) -> Iterator[Proc]:
+    """A private Apache (``tests/webservers/apache-common.conf`` + a recipe's config) in the
+    foreground; ``values`` fill the placeholders (``RUN`` and ``PORT`` are set here if absent)."""
+    d = harness.make_dir(rundir / name)
+    vals = {"RUN": str(d), **values}
+    harness.render("apache-common.conf", d / "apache-common.conf", vals)
+    conf = render(template, d / "httpd.conf", vals)
+    err = d / "error.log"
+    argv = [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
+    with harness.spawn(name, argv, d, logs=[err], env=env) as proc:
+        for key in ("PORT", "PREFIX_PORT"):
+            if key in vals:
+                port = int(vals[key])
+                harness.wait_until(
+                    f"port {port}", proc, lambda p=port: harness.can_connect((LOOPBACK, p))
+                )
+        yield proc
+
+
+@contextlib.contextmanager
+def nginx(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator[Proc]:
+    d = harness.make_dir(rundir / "nginx")
+    for sub in ("tmp", "logs"):
+        harness.make_dir(d / sub)
+    vals = {"RUN": str(d), **values}
+    conf = render(template, d / "nginx.conf", vals)
+    err = d / "error.log"
+    argv = [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(err)]
+    with harness.spawn("nginx", argv, d, logs=[err]) as proc:
+        port = int(vals["PORT"])
+        harness.wait_until(f"port {port}", proc, lambda: harness.can_connect((LOOPBACK, port)))
+        yield proc
+
+
+@contextlib.contextmanager
+def lighttpd(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator[Proc]:
+    d = harness.make_dir(rundir / "lighttpd")
+    harness.make_dir(d / "tmp")
+    vals = {"RUN": str(d), **values}
+    conf = render(template, d / "lighttpd.conf", vals)
+    err = d / "error.log"
+    argv = [_sbin("lighttpd"), "-D", "-f", str(conf)]
+    with harness.spawn("lighttpd", argv, d, logs=[err]) as proc:
+        port = int(vals["PORT"])
+        harness.wait_until(f"port {port}", proc, lambda: harness.can_connect((LOOPBACK, port)))
+        yield proc
+
+
+def _sbin(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
+    if not found:
+        raise RuntimeError(f"{name} is not installed (scripts/test.sh installs it)")
+    return found

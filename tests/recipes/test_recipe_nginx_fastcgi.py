@@ -39,24 +39,12 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
         server = es.enter_context(
             kit.runfcgi(project, words, str(sock), env={"MYSITE_PUBLIC_PORT": str(port)})
         )
-        nginx_dir = harness.make_dir(rundir / "nginx")
-        for sub in ("tmp", "logs"):
-            harness.make_dir(nginx_dir / sub)
-        conf = kit.render(
-            "nginx-fastcgi.conf",
-            nginx_dir / "nginx.conf",
-            {
-                "RUN": str(nginx_dir),
-                "PORT": str(port),
-                "SOCKET": str(sock),
-                "STATIC_ROOT": str(project.static_root),
-            },
-        )
-        err = nginx_dir / "error.log"
-        argv = ["nginx", "-p", str(nginx_dir), "-c", str(conf), "-e", str(err)]
-        proc = es.enter_context(harness.spawn("nginx", argv, nginx_dir, logs=[err]))
-        harness.wait_until(
-            "nginx to accept", proc, lambda: harness.can_connect(("127.0.0.1", port))
+        es.enter_context(
+            kit.nginx(
+                rundir,
+                "nginx-fastcgi.conf",
+                {"PORT": str(port), "SOCKET": str(sock), "STATIC_ROOT": str(project.static_root)},
+            )
         )
         sites = {
             "root": kit.Site("mysite", port, "", project.static_root),
