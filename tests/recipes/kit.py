@@ -261,6 +261,31 @@ def wait_serving(
 
 
 @contextlib.contextmanager
+def launch(
+    project: Project,
+    argv: Sequence[str],
+    address: Address,
+    env: Mapping[str, str] | None = None,
+    pidfile: Path | None = None,
+    user: str | None = None,
+    name: str = "runfcgi",
+) -> Iterator[Runfcgi]:
+    """Run ``argv`` in the project dir (as ``user``) and wait until ``address`` accepts; at
+    exit, stop it and anything it left behind (pidfile, tag, command lines naming the dir)."""
+    tag = uuid.uuid4().hex
+    full_env = base_env(**(env or {}), FERROCGI_RECIPE=tag)
+    full = list(argv)
+    if user:
+        full = ["runuser", "-u", user, "--", *full]
+    try:
+        with harness.spawn(name, full, project.dir, env=full_env) as proc:
+            server = Runfcgi(project, list(argv), address, proc, tag, pidfile)
+            wait_serving(" ".join(argv), address, proc)
+            yield server
+    finally:
+        kill_tagged(tag, project.dir, pidfile)
+
+
 def runfcgi(
     project: Project,
     words: Sequence[str],
@@ -268,21 +293,19 @@ def runfcgi(
     env: Mapping[str, str] | None = None,
     pidfile: Path | None = None,
     user: str | None = None,
-    name: str = "runfcgi",
-) -> Iterator[Runfcgi]:
-    """Start ``./manage.py runfcgi WORDS`` in the project dir and wait until it serves."""
-    tag = uuid.uuid4().hex
-    full_env = base_env(**(env or {}), FERROCGI_RECIPE=tag)
-    argv = ["./manage.py", "runfcgi", *words]
-    if user:
-        argv = ["runuser", "-u", user, "--", *argv]
-    try:
-        with harness.spawn(name, argv, project.dir, env=full_env) as proc:
-            server = Runfcgi(project, list(words), address, proc, tag, pidfile)
-            wait_serving(f"manage.py runfcgi {' '.join(words)}", address, proc)
-            yield server
-    finally:
-        kill_tagged(tag, project.dir, pidfile)
+) -> contextlib.AbstractContextManager[Runfcgi]:
+    """``./manage.py runfcgi WORDS``, as the seeds write it."""
+    return launch(project, ["./manage.py", "runfcgi", *words], address, env, pidfile, user)
+
+
+def read_pid(pidfile: Path) -> int:
+    return int(pidfile.read_text().split()[0])
+
+
+def stop_cleanly(server: Runfcgi, timeout: float = 15.0) -> int:
+    """SIGTERM a foreground runfcgi; its exit status."""
+    server.launcher.popen.send_signal(signal.SIGTERM)
+    return server.launcher.popen.wait(timeout)
 
 
 # --------------------------------------------------------------------------- HTTP checks
