@@ -13,10 +13,10 @@ import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import kit
 import pytest
 
 import harness
-import kit
 
 INSTALLS = {
     # name: (Host, public prefix, FORCE_SCRIPT_NAME)

@@ -66,3 +66,11 @@ def test_daemonize_false_stays_in_foreground(stack: Stack) -> None:
 def test_umask_sets_the_socket_mode(stack: Stack) -> None:
     mode = stat.S_IMODE(stack.socket.stat().st_mode)
     assert mode == 0o777, oct(mode)
+
+
+def test_sigterm_stops_cleanly(stack: Stack) -> None:
+    """Ctrl-C / SIGTERM on the foreground server: a graceful stop, exit status 0."""
+    code = kit.stop_cleanly(stack.server)
+    log = stack.server.log()
+    assert "Fatal Python error" not in log, log
+    assert code == 0, log

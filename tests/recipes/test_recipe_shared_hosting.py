@@ -17,10 +17,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import kit
 import pytest
 
 import harness
-import kit
 
 USER = "www-data"
 INSTALLS = {"root": "", "prefix": "/prefix"}

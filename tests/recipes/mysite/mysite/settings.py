@@ -50,7 +50,8 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "mysite.urls"
-WSGI_APPLICATION = "mysite.wsgi.application"
+# (MYSITE_WSGI_APPLICATION: the tests break it on purpose to see runfcgi fail fast.)
+WSGI_APPLICATION = os.environ.get("MYSITE_WSGI_APPLICATION", "mysite.wsgi.application")
 
 TEMPLATES = [
     {
