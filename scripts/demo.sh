@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Demo: the echo example behind a private nginx, over FastCGI (TCP).
+# Demo: the seeds' Django project served by ferrocgi behind a private nginx, over FastCGI.
 #
-#   scripts/demo.sh            # serves http://127.0.0.1:8080/fcgi/
+#   scripts/demo.sh            # http://127.0.0.1:8080/ (admin: http://127.0.0.1:8080/admin/)
 #   PORT=9090 scripts/demo.sh  # another port
-#   FERROCGI_ECHO_BIN=path     # use a prebuilt backend instead of building it
 #
-# Builds the echo example (release), starts it on a free loopback port, starts nginx in the
-# foreground with tests/webservers/nginx.conf, prints the URL and an example curl, and stops
-# both cleanly on Ctrl-C. Needs Debian 12, root or sudo (to install nginx), and Rust.
+# Installs what is missing (nginx, python3-venv), builds and installs ferrocgi into the venv the
+# tests use ($FERROCGI_VENV, default /var/tmp/ferrocgi-venv: pip install -r tests/requirements.txt,
+# then pip install .), creates the demo site from tests/recipes/mysite (migrate, collectstatic, a
+# superuser admin/admin), starts `manage.py runfcgi method=threaded daemonize=false socket=…` and
+# nginx with tests/webservers/recipes/nginx-fastcgi.conf (the config docs/nginx.md shows),
+# prints the URL, and stops both cleanly on Ctrl-C. Needs Debian 12, root or sudo, and Rust.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -15,38 +17,47 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/lib.sh
 
 port=${PORT:-8080}
-root=$(pwd)
+venv=${FERROCGI_VENV:-/var/tmp/ferrocgi-venv}
+
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port_busy "$port" && die "port $port is in use: try PORT=NNNN $0"
 
 section "packages"
-ensure_packages nginx
+ensure_packages nginx python3-venv
 
-section "build"
-if [ -n "${FERROCGI_ECHO_BIN:-}" ]; then
-    echo_bin=$FERROCGI_ECHO_BIN # a prebuilt backend, as in the e2e tests
-    info "using FERROCGI_ECHO_BIN=$echo_bin"
-else
-    # shellcheck disable=SC2119  # no component checks needed here
-    require_rust
-    cargo build --release --example echo
-    echo_bin=$root/target/release/examples/echo
+section "python venv ($venv) and ferrocgi"
+# shellcheck disable=SC2119  # no component checks needed here
+require_rust
+umask 022 # the venv must be readable by nginx's and Apache's users (tests share it)
+if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
+    info "creating $venv"
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
 fi
+req_sum=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    echo "$req_sum" >"$venv/.requirements.sha256"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+info "$("$venv/bin/python" -c 'import ferrocgi, django; print("ferrocgi", ferrocgi.__version__, "/ Django", django.get_version())')"
 
 # World-searchable run dir: nginx workers run as nobody.
 run=$(mktemp -d /tmp/ferrocgi-demo.XXXXXX)
 chmod 755 "$run"
-mkdir -p "$run/tmp" "$run/logs" "$run/html"
+mkdir -p "$run/nginx/tmp" "$run/nginx/logs"
 
-backend_pid=
+site_pid=
 nginx_pid=
 # shellcheck disable=SC2317  # invoked by the trap
 cleanup() {
     trap - EXIT INT TERM
     local pid
-    for pid in $nginx_pid $backend_pid; do
+    for pid in $nginx_pid $site_pid; do
         kill -TERM "$pid" 2>/dev/null || true
     done
-    for pid in $nginx_pid $backend_pid; do
-        for _ in $(seq 50); do
+    for pid in $nginx_pid $site_pid; do
+        for _ in $(seq 100); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
@@ -54,62 +65,66 @@ cleanup() {
         wait "$pid" 2>/dev/null || true
     done
     rm -rf "$run"
-    printf '\nstopped nginx and the backend\n'
+    printf '\nstopped nginx and the Django site\n'
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+section "demo site ($run/myproject)"
+project=$run/myproject
+cp -r tests/recipes/mysite "$project"
+find "$project" -name __pycache__ -prune -exec rm -rf {} +
+sed -i "1s|.*|#!$venv/bin/python|" "$project/manage.py"
+mkdir -p "$project/var"
+export MYSITE_NAME="ferrocgi demo" MYSITE_PUBLIC_PORT=$port
+(
+    cd "$project"
+    ./manage.py migrate --noinput -v0
+    ./manage.py collectstatic --noinput -v0
+    DJANGO_SUPERUSER_PASSWORD="admin" ./manage.py createsuperuser --noinput \
+        --username admin --email admin@example.com >/dev/null
+)
+chmod -R a+rX "$project"
+info "superuser: admin / admin"
 
 section "start"
-port_busy "$port" && die "port $port is in use: try PORT=NNNN $0"
-
-# The backend: first free port from 9000 on where it manages to bind.
-backend_port=
-for candidate in $(seq 9000 9100); do
-    port_busy "$candidate" && continue
-    "$echo_bin" --protocol fcgi --bind "127.0.0.1:$candidate" 2>"$run/backend.log" &
-    backend_pid=$!
-    for _ in $(seq 100); do
-        grep -q 'listening on' "$run/backend.log" 2>/dev/null && break
-        kill -0 "$backend_pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    if kill -0 "$backend_pid" 2>/dev/null && grep -q 'listening on' "$run/backend.log"; then
-        backend_port=$candidate
-        break
-    fi
-    wait "$backend_pid" 2>/dev/null || true
-    backend_pid=
+socket=$run/mysite.sock
+(cd "$project" && exec ./manage.py runfcgi method=threaded daemonize=false \
+    "socket=$socket" umask=000 2>"$run/site.log") &
+site_pid=$!
+for _ in $(seq 200); do
+    [ -S "$socket" ] && break
+    kill -0 "$site_pid" 2>/dev/null || die "runfcgi did not start: $(tail -20 "$run/site.log")"
+    sleep 0.05
 done
-[ -n "$backend_port" ] || die "the echo backend did not start: $(cat "$run/backend.log")"
-info "backend: $echo_bin on 127.0.0.1:$backend_port (pid $backend_pid, log $run/backend.log)"
+[ -S "$socket" ] || die "runfcgi did not create $socket: $(tail -20 "$run/site.log")"
+info "Django: ./manage.py runfcgi method=threaded daemonize=false socket=$socket umask=000 (pid $site_pid)"
 
-sed -e "s|@RUN@|$run|g" -e "s|@PORT@|$port|g" \
-    -e "s|@FCGI_UPSTREAM@|127.0.0.1:$backend_port|g" -e "s|@SCGI_UPSTREAM@|127.0.0.1:$backend_port|g" \
-    tests/webservers/nginx.conf >"$run/nginx.conf"
-nginx -p "$run" -c "$run/nginx.conf" -e "$run/error.log" &
+sed -e "s|@RUN@|$run/nginx|g" -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" \
+    -e "s|@STATIC_ROOT@|$project/static|g" \
+    tests/webservers/recipes/nginx-fastcgi.conf >"$run/nginx/nginx.conf"
+nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/error.log" &
 nginx_pid=$!
 for _ in $(seq 100); do
     port_busy "$port" && break
-    kill -0 "$nginx_pid" 2>/dev/null || die "nginx did not start: $(tail -5 "$run/error.log")"
+    kill -0 "$nginx_pid" 2>/dev/null || die "nginx did not start: $(tail -5 "$run/nginx/error.log")"
     sleep 0.05
 done
 port_busy "$port" || die "nginx is not listening on $port"
 
 cat <<MSG
 
-ferrocgi echo demo is up: http://127.0.0.1:$port/fcgi/
-  curl -s 'http://127.0.0.1:$port/fcgi/some/path?x=1'          # the CGI params the app saw, as JSON
-  curl -s --data-binary @/etc/os-release 'http://127.0.0.1:$port/fcgi/upload'   # body length + sha256
-  curl -si 'http://127.0.0.1:$port/fcgi/?status=404%20Custom'   # a custom status
-Logs: $run/backend.log, $run/error.log. Press Ctrl-C to stop.
+ferrocgi demo is up: http://127.0.0.1:$port/
+  admin:         http://127.0.0.1:$port/admin/   (user admin, password admin)
+  same site at:  http://127.0.0.1:$port/prefix/  ({% url %} links follow the prefix)
+  curl -s http://127.0.0.1:$port/info/           # script prefix, reverse(), pid as JSON
+Logs: $run/site.log, $run/nginx/error.log. Press Ctrl-C to stop.
 MSG
 
 # Wait until Ctrl-C (the INT trap exits, the EXIT trap cleans up) or one of them dies.
 set +e
-wait -n "$backend_pid" "$nginx_pid"
+wait -n "$site_pid" "$nginx_pid"
 printf '\na process exited unexpectedly:\n' >&2
-tail -n 20 "$run/backend.log" "$run/error.log" >&2
+tail -n 20 "$run/site.log" "$run/nginx/error.log" >&2
 exit 1

@@ -1,0 +1,78 @@
+"""Django integration: ``manage.py runfcgi`` and ``runfastcgi()``, as Django 1.x had them.
+
+Add ``"ferrocgi.django"`` to ``INSTALLED_APPS`` for ``./manage.py runfcgi [key=value …]``;
+a ``.fcgi`` script on a shared host calls ``runfastcgi(method="threaded", daemonize="false")``.
+Both hand their words unchanged to ferrocgi's one option parser (Rust), with the project's
+WSGI application (``settings.WSGI_APPLICATION``) loaded first, so a broken project fails
+before anything is bound. ``help`` prints every option without loading the project.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ferrocgi import _ferrocgi
+
+__all__ = ["run", "runfastcgi", "wants_text"]
+
+#: The flavor of the option parser: Django's words, no APP, daemonize by default when an
+#: address is given.
+FLAVOR = "django"
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+def wants_text(words: Sequence[str]) -> bool:
+    """Whether the words ask for help or the version (printed without loading the project)."""
+    for word in words:
+        if word in ("-h", "-V", "--version"):
+            return True
+        if word.startswith("--") and _norm(word[2:].split("=", 1)[0]) == "help":
+            return True
+        if "=" not in word and _norm(word) == "help":
+            return True
+    return False
+
+
+def load_application() -> Callable[..., Iterable[bytes]]:
+    """The project's WSGI application, as ``runserver`` finds it (``WSGI_APPLICATION``)."""
+    import django
+    from django.core.servers.basehttp import get_internal_wsgi_application
+    from django.db import connections
+
+    django.setup(set_prefix=False)  # the handler sets the script prefix per request
+    app = get_internal_wsgi_application()
+    # Nothing opened while loading may be shared with the processes ferrocgi forks.
+    connections.close_all()
+    return app
+
+
+def run(words: Sequence[str]) -> int:
+    """Serve the project with these runfcgi words; returns the exit status."""
+    words = list(words)
+    if wants_text(words):
+        return int(_ferrocgi.main(words, FLAVOR))
+    return int(_ferrocgi.main(words, FLAVOR, load_application()))
+
+
+def _word(value: Any) -> str:
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return str(value)
+
+
+def runfastcgi(argset: Sequence[str] = (), **kwargs: Any) -> None:
+    """Django's ``runfastcgi(argset=[], **kwargs)``: serve the project (settings from
+    ``DJANGO_SETTINGS_MODULE``). Keywords become ``key=value`` words (``None`` is dropped,
+    booleans are ``true``/``false``); ``argset`` words follow and win. A non-zero exit status
+    raises ``SystemExit``."""
+    words: list[str] = [f"{k}={_word(v)}" for k, v in kwargs.items() if v is not None]
+    words.extend(argset)
+    status = run(words)
+    if status:
+        raise SystemExit(status)

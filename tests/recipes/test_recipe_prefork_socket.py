@@ -1,0 +1,140 @@
+"""A preforked daemon on a Unix socket with a pidfile, behind Apache; stop and restart it.
+
+Seeds: ``./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid``,
+``kill `cat $PIDFILE``` and the restart script (``env -`` with only PYTHONPATH), here run twice
+in a row. Apache's children are www-data, so the daemon runs as www-data too (the seeds'
+socket-security note: same user, or umask 0002 and the same group). Django's runfcgi detaches
+when an address is given; the pidfile is written after detaching and removed at exit; SIGTERM
+is a graceful stop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import kit
+import pytest
+
+import harness
+
+MOUNTS = ["root", "prefix"]
+USER = "www-data"
+
+
+@dataclass
+class Stack:
+    project: kit.Project
+    server: kit.Runfcgi
+    sites: dict[str, kit.Site]
+    socket: Path
+    pidfile: Path
+
+
+@pytest.fixture(scope="module")
+def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
+    project = kit.install_project(template, rundir / "myproject")
+    sock = project.dir / "mysite.sock"
+    pidfile = project.dir / "mysite.pid"
+    kit.render("restart.sh", project.dir / "restart.sh", {"PROJDIR": str(project.dir)}, 0o755)
+    kit.chown_tree(project.dir, USER)
+    public_html = harness.make_dir(rundir / "public_html")
+    port, prefix_port = harness.free_port(), harness.free_port()
+    words = ["method=prefork", f"socket={sock}", "pidfile=mysite.pid"]
+    with contextlib.ExitStack() as es:
+        server = es.enter_context(
+            kit.runfcgi(project, words, str(sock), pidfile=pidfile, user=USER)
+        )
+        es.enter_context(
+            kit.apache(
+                rundir,
+                "apache-prefork.conf",
+                {
+                    "PORT": str(port),
+                    "PREFIX_PORT": str(prefix_port),
+                    "PUBLIC_HTML": str(public_html),
+                    "STATIC_ROOT": str(project.static_root),
+                    "SOCKET": str(sock),
+                },
+            )
+        )
+        sites = {
+            "root": kit.Site("mysite", port, "", project.static_root),
+            "prefix": kit.Site("mysite", prefix_port, "/prefix", project.static_root),
+        }
+        yield Stack(project, server, sites, sock, pidfile)
+
+
+@pytest.mark.parametrize("check", kit.CHECKS, ids=kit.CHECK_IDS)
+@pytest.mark.parametrize("mount", MOUNTS)
+def test_site(stack: Stack, mount: str, check: Callable[[kit.Site], None]) -> None:
+    check(stack.sites[mount])
+
+
+def test_runfcgi_daemonizes_by_default(stack: Stack) -> None:
+    try:
+        code = stack.server.launcher.popen.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"runfcgi socket=… is still in the foreground after 10 s\n{stack.server.log()}")
+    assert code == 0, stack.server.log()
+
+
+def test_pidfile_names_the_daemon(stack: Stack) -> None:
+    assert stack.pidfile.exists(), "pidfile=mysite.pid was not written"
+    pid = kit.read_pid(stack.pidfile)
+    assert kit.pid_alive(pid), f"pidfile names {pid}, which is not running"
+    assert pid != stack.server.launcher.pid, "the pidfile must name the detached process"
+
+
+def test_prefork_workers_serve(stack: Stack) -> None:
+    """method=prefork: requests are served by worker processes, children of the daemon."""
+    master = kit.read_pid(stack.pidfile)
+    seen = {(i["pid"], i["ppid"]) for i in (kit.info(stack.sites["root"]) for _ in range(10))}
+    assert all(pid != master and ppid == master for pid, ppid in seen), (master, seen)
+
+
+def test_kill_cat_pidfile_stops_the_daemon(stack: Stack) -> None:
+    """``kill `cat $PIDFILE``` (SIGTERM): a graceful stop that removes the pidfile."""
+    pid = kit.read_pid(stack.pidfile)
+    subprocess.run(
+        ["sh", "-c", 'kill `cat "$PIDFILE"`'], env={"PIDFILE": str(stack.pidfile)}, check=True
+    )
+    assert kit.wait_gone([pid], 15), f"{pid} still running 15 s after SIGTERM"
+    assert not harness.can_connect(str(stack.socket)), "the socket still accepts"
+    assert not stack.pidfile.exists(), "the pidfile was left behind"
+
+
+def test_restart_script_twice(stack: Stack) -> None:
+    """The seeds' restart script, twice in a row: each run replaces the daemon, and the old
+    daemon's exit leaves the new one's pidfile and socket alone."""
+    site = stack.sites["root"]
+    pids: list[int] = []
+    with contextlib.ExitStack() as es:
+        for run in (1, 2):
+            started = es.enter_context(
+                kit.launch(
+                    stack.project,
+                    ["./restart.sh"],
+                    str(stack.socket),
+                    user=USER,
+                    name=f"restart-{run}",
+                )
+            )
+            try:
+                code = started.launcher.popen.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"restart.sh run {run} did not return (no daemon)\n{started.log()}")
+            assert code == 0, started.log()
+            kit.eventually("the pidfile", stack.pidfile.exists)
+            pids.append(kit.read_pid(stack.pidfile))
+            assert kit.pid_alive(pids[-1])
+            kit.check_page(site)
+        assert pids[0] != pids[1]
+        assert kit.wait_gone([pids[0]], 15), "the first daemon is still running"
+        kit.check_login(site)
+        # The old daemon is gone: its exit must not have removed the new one's files.
+        assert stack.pidfile.exists() and kit.read_pid(stack.pidfile) == pids[1]
+        assert harness.can_connect(str(stack.socket))
