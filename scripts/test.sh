@@ -113,12 +113,12 @@ section "python package (pip install .)"
 info "$("$venv/bin/python" -c 'import ferrocgi; print("ferrocgi", ferrocgi.__version__)')"
 
 section "python lint (ruff)"
-"$venv/bin/ruff" format --config tests/ruff.toml --check tests/
-"$venv/bin/ruff" check --config tests/ruff.toml tests/
+"$venv/bin/ruff" format --config tests/ruff.toml --check tests/ python/
+"$venv/bin/ruff" check --config tests/ruff.toml tests/ python/
 
 section "end-to-end tests (pytest tests/e2e)"
 # Default target unless the caller named test files or node ids themselves.
-targets=(tests/e2e)
+targets=(tests/e2e tests/recipes)
 for arg in "${pytest_args[@]}"; do
     if [ "${arg#-}" = "$arg" ] && [ -e "${arg%%::*}" ]; then
         targets=()

@@ -1,6 +1,7 @@
 """Type stubs for the Rust extension module (keep in sync with crates/ferrocgi-py)."""
 
-from typing import Any, Callable, Iterable, Iterator, List, Optional, Tuple
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 __version__: str
 
@@ -9,9 +10,9 @@ class ClientDisconnected(OSError):
 
 class InputStream:
     """``wsgi.input``: the request body, complete and read-only."""
-    def read(self, size: Optional[int] = None) -> bytes: ...
-    def readline(self, size: Optional[int] = None) -> bytes: ...
-    def readlines(self, hint: Optional[int] = None) -> List[bytes]: ...
+    def read(self, size: int | None = None) -> bytes: ...
+    def readline(self, size: int | None = None) -> bytes: ...
+    def readlines(self, hint: int | None = None) -> list[bytes]: ...
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
     def readable(self) -> bool: ...
@@ -38,8 +39,8 @@ class StartResponse:
     def __call__(
         self,
         status: str,
-        headers: List[Tuple[str, str]],
-        exc_info: Optional[Tuple[Any, Any, Any]] = None,
+        headers: list[tuple[str, str]],
+        exc_info: tuple[Any, Any, Any] | None = None,
     ) -> WriteFn: ...
 
 def serve(
@@ -47,12 +48,12 @@ def serve(
     bind: str,
     protocol: str = "fcgi",
     threads: int = 8,
-    script_name: Optional[str] = None,
+    script_name: str | None = None,
     debug: bool = False,
     log_level: str = "info",
     spool_threshold: int = 1048576,
-    max_body: Optional[int] = None,
+    max_body: int | None = None,
     ajp_lighttpd_compat: bool = False,
-    socket_mode: Optional[int] = None,
+    socket_mode: int | None = None,
 ) -> None:
     """Serve ``app`` on ``bind`` (``HOST:PORT``, ``unix:PATH`` or ``fd:N``) until SIGTERM/SIGINT."""

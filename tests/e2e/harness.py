@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import itertools
-import json
 import os
 import re
 import shutil
@@ -414,33 +413,6 @@ def ferrocgi_command() -> Path:
     return Path(sys.executable).parent / "ferrocgi"
 
 
-def _serve_argv(app: str, bind: str, options: Mapping[str, str]) -> list[str]:
-    """Today's way in: ``ferrocgi.serve()`` from ``python -c``, with the same option words."""
-    kwargs: dict[str, object] = {"protocol": "fcgi", "threads": 4, "log_level": "info"}
-    for name, value in options.items():
-        if name in ("threads", "spool_threshold", "max_body"):
-            kwargs[name] = int(value)
-        elif name == "socket_mode":
-            kwargs[name] = int(value, 8)
-        elif name in ("debug", "ajp_lighttpd_compat"):
-            kwargs[name] = value == "true"
-        elif name in ("protocol", "script_name", "log_level"):
-            kwargs[name] = value
-        elif name not in ("pythonpath", "method"):
-            raise ValueError(f"serve() has no option {name!r}")
-    module, _, attr = app.partition(":")
-    code = (
-        "import importlib, json, sys, ferrocgi\n"
-        "module, attr, bind, paths, kwargs = json.loads(sys.argv[1])\n"
-        "sys.path[:0] = paths\n"
-        "app = getattr(importlib.import_module(module), attr)\n"
-        "ferrocgi.serve(app, bind, **kwargs)\n"
-    )
-    paths = [options["pythonpath"]] if "pythonpath" in options else []
-    spec = [module, attr or "application", bind, paths, kwargs]
-    return [sys.executable, "-c", code, json.dumps(spec)]
-
-
 def _cli_argv(app: str, bind: str, options: Mapping[str, str]) -> list[str]:
     """The console script, ``ferrocgi APP key=value ...`` (the Django-style spelling)."""
     words = [str(ferrocgi_command()), app]
@@ -449,13 +421,14 @@ def _cli_argv(app: str, bind: str, options: Mapping[str, str]) -> list[str]:
     else:
         host, _, port = bind.rpartition(":")
         words += [f"host={host}", f"port={port}"]
+    # The WSGI tests exercise the host in one process unless a test asks for prefork.
+    options = {"method": "threaded", **options}
     words += [f"{name}={value}" for name, value in options.items()]
     return words
 
 
-#: How ``start_wsgi`` starts ferrocgi. Switch to ``_cli_argv`` once ``ferrocgi --help`` works
-#: in the test venv (the console script is being wired up on another branch).
-wsgi_argv = _serve_argv
+#: How ``start_wsgi`` starts ferrocgi.
+wsgi_argv = _cli_argv
 
 
 @contextlib.contextmanager

@@ -467,8 +467,17 @@ def test_error_after_headers_cuts_the_response(site: Site, route: str, marker: s
     status, body, error = fetch_broken(site, route)
     # The head is out (200), so the only honest signal left is an incomplete response.
     assert status in (None, 200), status
-    assert error is not None, f"the response looked complete: {status} {body!r}"
     assert b"never sent" not in body
+    if site.frontend.kind == "lighttpd":
+        # lighttpd 1.4 sends a response of unknown length delimited by the connection close,
+        # so its client cannot see the cut; lighttpd itself must have seen the reset.
+        errlog = next(p for p in site.frontend.proc.logs if p.name == "error.log")
+        deadline = time.monotonic() + 5
+        while "backend returned error" not in errlog.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "backend returned error" in errlog.read_text()
+    else:
+        assert error is not None, f"the response looked complete: {status} {body!r}"
     expect_log(site, marker, since)
     # Everyone else is still served, on this path too.
     assert site.get("/env/after-failure").json()["PATH_INFO"] == "/env/after-failure"

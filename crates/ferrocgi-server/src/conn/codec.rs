@@ -60,11 +60,6 @@ pub(crate) trait ServerCodec: Send + 'static {
         }
         self.end(id, true, out)
     }
-    /// True when only a reset tells the front end that a response was cut short (SCGI has no
-    /// end marker: a clean close is the normal end of a response).
-    fn reset_when_broken(&self) -> bool {
-        false
-    }
     /// What to send before closing on a protocol error, if anything useful can be said.
     fn error_reply(&mut self, _err: &ProtoError, _out: &mut BytesMut) {}
     /// What the codec answered by itself since the last call, for the log.
@@ -201,10 +196,6 @@ impl ServerCodec for Scgi {
     }
 
     fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
-        true
-    }
-
-    fn reset_when_broken(&self) -> bool {
         true
     }
 

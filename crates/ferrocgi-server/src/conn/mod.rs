@@ -32,8 +32,8 @@ use tracing::{debug, warn};
 
 /// What the connection loop needs of a socket beyond reading and writing.
 pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
-    /// Makes the coming close a reset (TCP RST), the only way to tell an SCGI front end (which
-    /// takes a clean close as the end of the response) that the response is broken.
+    /// Makes the coming close a reset (TCP RST): the one signal every front end takes as "this
+    /// response is broken" (Unix sockets have no equivalent; a close must do there).
     fn reset_on_close(&self) {}
 }
 
@@ -199,7 +199,9 @@ pub(crate) async fn serve<S, C, H>(
         r.shared.abort();
     }
     c.not_fresh();
-    let reset = c.broken && c.codec.reset_when_broken();
+    // A reset, not a clean close: SCGI has no end marker (a close *is* the normal end), and
+    // lighttpd completes a buffered FastCGI response on a clean close without END_REQUEST.
+    let reset = c.broken;
     drop(c);
     if reset {
         stream.reset_on_close();
