@@ -266,6 +266,9 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         let mut l = Listener::from_fd(fd)?;
         l.adopt_socket_file();
         Start::Listen(l)
+    } else if let Some(fd) = spawned::systemd_socket().filter(|_| opts.bind_addr().is_none()) {
+        info!("serving the socket passed by systemd (LISTEN_FDS)");
+        Start::Listen(Listener::from_fd(fd)?)
     } else if let Some(bind) = opts.bind_addr() {
         if let Some(p) = &opts.pidfile {
             PidFile::check(p)?;

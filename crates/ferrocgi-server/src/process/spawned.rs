@@ -26,3 +26,11 @@ pub fn detect() -> Stdin {
         _ => Stdin::Other,
     }
 }
+
+/// The first socket passed by systemd socket activation (`LISTEN_PID` is this process and
+/// `LISTEN_FDS` ≥ 1: the socket is fd 3), if any.
+pub fn systemd_socket() -> Option<std::os::fd::RawFd> {
+    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+    (pid == std::process::id() && fds >= 1).then_some(3)
+}
