@@ -57,3 +57,12 @@ def serve(
     socket_mode: int | None = None,
 ) -> None:
     """Serve ``app`` on ``bind`` (``HOST:PORT``, ``unix:PATH`` or ``fd:N``) until SIGTERM/SIGINT."""
+
+def main(argv: list[str], flavor_name: str = "cli", app: Callable[..., Iterable[bytes]] | None = None) -> int:
+    """Parse the words with the one option parser and serve; returns the exit status."""
+
+def check(argv: list[str], flavor_name: str = "cli") -> int | None:
+    """Parse without serving: prints help/version/the error and returns its status, or None."""
+
+def help_text(flavor_name: str = "cli") -> str:
+    """Every option with its default."""

@@ -495,6 +495,29 @@ fn main(
     }
 }
 
+/// `check(argv, flavor="cli") -> int | None`: parses the words without serving. Help, the
+/// version and errors are printed here and their exit status returned; `None` means the words
+/// are good (callers that must load an application first — Django — check before loading).
+#[pyfunction]
+#[pyo3(signature = (argv, flavor_name="cli"))]
+fn check(argv: Vec<String>, flavor_name: &str) -> PyResult<Option<i32>> {
+    match options::parse(&argv, flavor(flavor_name)?) {
+        Ok(Parsed::Help(text)) => {
+            println!("{text}");
+            Ok(Some(0))
+        }
+        Ok(Parsed::Version) => {
+            println!("ferrocgi {}", options::VERSION);
+            Ok(Some(0))
+        }
+        Ok(Parsed::Run(_)) => Ok(None),
+        Err(e) => {
+            eprintln!("{e}");
+            Ok(Some(2))
+        }
+    }
+}
+
 /// `help_text(flavor="cli") -> str`.
 #[pyfunction]
 #[pyo3(signature = (flavor_name="cli"))]
@@ -506,5 +529,6 @@ pub fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(help_text, m)?)?;
+    m.add_function(wrap_pyfunction!(check, m)?)?;
     Ok(())
 }

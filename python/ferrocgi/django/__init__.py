@@ -14,27 +14,11 @@ from typing import Any
 
 from ferrocgi import _ferrocgi
 
-__all__ = ["run", "runfastcgi", "wants_text"]
+__all__ = ["run", "runfastcgi"]
 
 #: The flavor of the option parser: Django's words, no APP, daemonize by default when an
 #: address is given.
 FLAVOR = "django"
-
-
-def _norm(name: str) -> str:
-    return name.lower().replace("-", "").replace("_", "")
-
-
-def wants_text(words: Sequence[str]) -> bool:
-    """Whether the words ask for help or the version (printed without loading the project)."""
-    for word in words:
-        if word in ("-h", "-V", "--version"):
-            return True
-        if word.startswith("--") and _norm(word[2:].split("=", 1)[0]) == "help":
-            return True
-        if "=" not in word and _norm(word) == "help":
-            return True
-    return False
 
 
 def load_application() -> Callable[..., Iterable[bytes]]:
@@ -51,10 +35,12 @@ def load_application() -> Callable[..., Iterable[bytes]]:
 
 
 def run(words: Sequence[str]) -> int:
-    """Serve the project with these runfcgi words; returns the exit status."""
+    """Serve the project with these runfcgi words; returns the exit status. Help and bad
+    words are answered before the project is loaded."""
     words = list(words)
-    if wants_text(words):
-        return int(_ferrocgi.main(words, FLAVOR))
+    status = _ferrocgi.check(words, FLAVOR)
+    if status is not None:
+        return int(status)
     return int(_ferrocgi.main(words, FLAVOR, load_application()))
 
 
