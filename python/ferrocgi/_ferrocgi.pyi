@@ -58,7 +58,9 @@ def serve(
 ) -> None:
     """Serve ``app`` on ``bind`` (``HOST:PORT``, ``unix:PATH`` or ``fd:N``) until SIGTERM/SIGINT."""
 
-def main(argv: list[str], flavor_name: str = "cli", app: Callable[..., Iterable[bytes]] | None = None) -> int:
+def main(
+    argv: list[str], flavor_name: str = "cli", app: Callable[..., Iterable[bytes]] | None = None
+) -> int:
     """Parse the words with the one option parser and serve; returns the exit status."""
 
 def check(argv: list[str], flavor_name: str = "cli") -> int | None:
