@@ -9,7 +9,8 @@
 #   --quick      skip the fuzz smoke test
 #   --e2e-only   skip fmt, clippy, cargo test and fuzz (still builds the examples)
 #   -- ARGS      passed to pytest, e.g. -- -k nginx, or -- tests/e2e/test_malformed.py
-# Environment: FERROCGI_VENV (default /var/tmp/ferrocgi-venv), FERROCGI_E2E_KEEP=1 keeps run dirs.
+# Environment: FERROCGI_VENV (default /var/tmp/ferrocgi-venv), FERROCGI_E2E_KEEP=1 keeps run dirs,
+# FERROCGI_DJANGO=VERSION tests against another Django (e.g. 4.2.30, the previous LTS).
 set -euo pipefail
 
 usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
@@ -100,11 +101,17 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/nu
     rm -rf "$venv"
     /usr/bin/python3 -m venv "$venv"
 fi
-req_sum=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
+# FERROCGI_DJANGO=4.2.30 runs the suites against another Django (the documented matrix mode:
+# tests/requirements.txt pins the newest this Python can install).
+req_sum=$( (cat tests/requirements.txt; echo "${FERROCGI_DJANGO:-}") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+    if [ -n "${FERROCGI_DJANGO:-}" ]; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "django==$FERROCGI_DJANGO"
+    fi
     echo "$req_sum" >"$venv/.requirements.sha256"
 fi
+info "Django $("$venv/bin/python" -c 'import django; print(django.get_version())')"
 info "$("$venv/bin/python" --version), $("$venv/bin/pytest" --version 2>&1)"
 
 section "python package (pip install .)"

@@ -44,6 +44,13 @@ pub struct ServerConfig {
     /// TCP peers allowed to connect (addresses and CIDR ranges); empty: anyone. Unix-socket
     /// peers are governed by the socket file's permissions instead.
     pub allow_from: Vec<crate::options::IpNet>,
+    /// A kept-alive connection with no request for this long is closed.
+    pub idle_timeout: Option<Duration>,
+    /// A request head or body that stops arriving for this long ends its connection (a
+    /// slowloris front end, or a web server that hung).
+    pub read_timeout: Option<Duration>,
+    /// A front end that takes no response bytes for this long loses its connection.
+    pub write_timeout: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -59,6 +66,9 @@ impl ServerConfig {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             graceful_timeout: DEFAULT_GRACEFUL_TIMEOUT,
             allow_from: Vec::new(),
+            idle_timeout: Some(Duration::from_secs(60)),
+            read_timeout: Some(Duration::from_secs(60)),
+            write_timeout: Some(Duration::from_secs(60)),
         }
     }
 }

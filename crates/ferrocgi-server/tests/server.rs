@@ -567,3 +567,34 @@ async fn ajp_body_round_trips_and_secret_is_enforced() {
     assert_eq!(status, 403);
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_connections_are_cut_off_others_are_served() {
+    let mut cfg = ServerConfig::new(Protocol::Fastcgi);
+    cfg.read_timeout = Some(Duration::from_millis(300));
+    cfg.idle_timeout = Some(Duration::from_millis(300));
+    let srv = start(cfg);
+    // A slowloris: half a record, then nothing.
+    let mut slow = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"body");
+    slow.write_all(&out[..12]).await.unwrap();
+    // An idle connection: nothing at all.
+    let mut idle = TcpStream::connect(srv.addr).await.unwrap();
+    // A good client meanwhile.
+    let mut good = TcpStream::connect(srv.addr).await.unwrap();
+    good.write_all(&out).await.unwrap();
+    assert_eq!(
+        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
+        b"len=4"
+    );
+    for s in [&mut slow, &mut idle] {
+        let mut rest = Vec::new();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .expect("closed by the server")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
+    srv.stop().await;
+}

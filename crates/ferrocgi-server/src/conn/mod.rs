@@ -126,6 +126,8 @@ pub(crate) async fn serve<S, C, H>(
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut eof = false;
+    let cfg = &ctx.config;
+    let mut last_read = tokio::time::Instant::now();
     let mut draining = *shutdown.borrow();
 
     loop {
@@ -135,7 +137,18 @@ pub(crate) async fn serve<S, C, H>(
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
         }
         if !c.out.is_empty() {
-            if let Err(e) = stream.write_all(&c.out).await {
+            let write = stream.write_all(&c.out);
+            let written = match cfg.write_timeout {
+                Some(t) => match tokio::time::timeout(t, write).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        warn!(peer = %c.peer, timeout = ?t, "the web server took no response bytes for write_timeout; closing the connection");
+                        break;
+                    }
+                },
+                None => write.await,
+            };
+            if let Err(e) = written {
                 debug!(peer = %c.peer, error = %e, "write to web server failed; dropping connection");
                 break;
             }
@@ -155,6 +168,20 @@ pub(crate) async fn serve<S, C, H>(
             }
         };
         let can_read = c.pending.is_none() && !eof;
+        // Which clock runs: a request still arriving (read_timeout), or an idle kept-alive
+        // connection (idle_timeout). While an application works on a complete request, none.
+        let arriving = !rbuf.is_empty() || c.reqs.iter().any(|r| r.body_tx.is_some());
+        let (limit, why) = if arriving {
+            (
+                cfg.read_timeout,
+                "the request stopped arriving for read_timeout",
+            )
+        } else if c.reqs.is_empty() {
+            (cfg.idle_timeout, "idle")
+        } else {
+            (None, "")
+        };
+        let deadline = limit.filter(|_| can_read).map(|t| last_read + t);
         tokio::select! {
             biased;
             Some((id, part)) = resp_rx.recv() => {
@@ -177,12 +204,20 @@ pub(crate) async fn serve<S, C, H>(
                     None => c.body_abandoned(id),
                 }
             }
+            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
+                if arriving {
+                    warn!(peer = %c.peer, protocol = %C::PROTOCOL, timeout = ?limit, "{why}; closing the connection");
+                } else {
+                    debug!(peer = %c.peer, "closing a connection idle for idle_timeout");
+                }
+                break;
+            }
             read = stream.read_buf(&mut rbuf), if can_read => match read {
                 Ok(0) => {
                     eof = true;
                     c.on_eof(!rbuf.is_empty());
                 }
-                Ok(_) => {}
+                Ok(_) => last_read = tokio::time::Instant::now(),
                 Err(e) => {
                     debug!(peer = %c.peer, error = %e, "read from web server failed");
                     eof = true;

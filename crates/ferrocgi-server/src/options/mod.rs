@@ -942,6 +942,9 @@ impl Options {
         c.max_in_flight = self.max_in_flight;
         c.graceful_timeout = self.graceful_timeout;
         c.allow_from = self.allow_from.clone();
+        c.idle_timeout = self.idle_timeout;
+        c.read_timeout = self.read_timeout;
+        c.write_timeout = self.write_timeout;
         c
     }
 
