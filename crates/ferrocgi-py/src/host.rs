@@ -12,6 +12,7 @@
 use crate::environ::{build_environ, EnvironBase};
 use crate::input::{collect, BodyData, CollectError, InputStream};
 use crate::response::{self, lock, ClientDisconnected, ResponseState, StartResponse};
+use crate::watchdog::{OnWedged, RequestTimeout, Watchdog};
 use crate::wsgi::{ErrorStream, FileWrapper};
 use bytes::Bytes;
 use ferrocgi_server::{Handler, Params, Protocol, Request, Responder, ResponseHead};
@@ -39,6 +40,10 @@ pub struct HostSettings {
     pub multiprocess: bool,
     /// AJP `req_uri` arrives decoded (lighttpd) rather than encoded (Apache).
     pub ajp_path_decoded: bool,
+    /// Log the Python stack of requests running longer than this.
+    pub slow_request: Option<std::time::Duration>,
+    /// Stop requests running longer than this (see [`crate::watchdog`]).
+    pub request_timeout: Option<std::time::Duration>,
 }
 
 /// One request handed to the Python pool.
@@ -152,6 +157,7 @@ pub struct Host {
     app: Py<PyAny>,
     base: EnvironBase,
     settings: Arc<HostSettings>,
+    watchdog: Option<Arc<Watchdog>>,
 }
 
 impl Host {
@@ -161,12 +167,15 @@ impl Host {
         app: Py<PyAny>,
         settings: HostSettings,
         threads: usize,
+        on_wedged: OnWedged,
     ) -> PyResult<WsgiHandler> {
         let settings = Arc::new(settings);
+        let watchdog = Watchdog::start(settings.slow_request, settings.request_timeout, on_wedged);
         let host = Arc::new(Host {
             app,
             base: EnvironBase::new(py, &settings)?,
             settings: settings.clone(),
+            watchdog,
         });
         let (tx, rx) = crossbeam_channel::unbounded::<Job>();
         let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -192,13 +201,19 @@ impl Host {
     }
 
     fn worker(&self, py: Python<'_>, rx: crossbeam_channel::Receiver<Job>) {
+        // The watchdog finds this thread's Python stack by its ident.
+        let ident: u64 = py
+            .import("threading")
+            .and_then(|t| t.call_method0("get_ident"))
+            .and_then(|i| i.extract())
+            .unwrap_or(0);
         while let Ok(job) = py.detach(|| rx.recv()) {
-            self.run(py, job);
+            self.run(py, job, ident);
         }
     }
 
     /// Runs one request to completion; never raises.
-    fn run(&self, py: Python<'_>, job: Job) {
+    fn run(&self, py: Python<'_>, job: Job, ident: u64) {
         let Job {
             protocol,
             params,
@@ -215,7 +230,9 @@ impl Host {
         }));
         let uri =
             String::from_utf8_lossy(params.get(b"REQUEST_URI").unwrap_or_default()).into_owned();
+        let watched = self.watchdog.as_ref().map(|w| w.enter(ident, &uri));
         let outcome = self.call_app(py, protocol, &params, &peer, &uri, body, body_len, &state);
+        drop(watched);
         let mut st = lock(&state);
         let st = &mut *st;
         let Some(mut resp) = st.responder.take() else {
@@ -232,6 +249,19 @@ impl Host {
                         let _ = resp.blocking_start(head);
                     }
                     let _ = resp.blocking_finish();
+                });
+            }
+            Err(e) if e.is_instance_of::<RequestTimeout>(py) => {
+                // The watchdog logged the stack already.
+                let sent = st.sent;
+                py.detach(|| {
+                    if sent {
+                        resp.blocking_fail();
+                    } else {
+                        let _ = resp.blocking_start(plain(504, "Gateway Timeout"));
+                        let _ = resp.blocking_write(Bytes::from_static(b"request timed out\n"));
+                        let _ = resp.blocking_finish();
+                    }
                 });
             }
             Err(e) if e.is_instance_of::<ClientDisconnected>(py) => {

@@ -16,6 +16,7 @@ pub mod input;
 pub mod paths;
 pub mod response;
 pub mod serve;
+pub mod watchdog;
 pub mod wsgi;
 
 use pyo3::prelude::*;
@@ -26,6 +27,10 @@ fn _ferrocgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add(
         "ClientDisconnected",
         m.py().get_type::<response::ClientDisconnected>(),
+    )?;
+    m.add(
+        "RequestTimeout",
+        m.py().get_type::<watchdog::RequestTimeout>(),
     )?;
     m.add_class::<input::InputStream>()?;
     m.add_class::<response::StartResponse>()?;

@@ -46,7 +46,7 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, args: ServeArgs) -> PyResult<()> {
     }
     let listener = Listener::bind(&args.bind, &args.unix, args.backlog)
         .map_err(|e| PyOSError::new_err(e.to_string()))?;
-    let handler = Host::start(py, app, args.host, args.threads)?;
+    let handler = Host::start(py, app, args.host, args.threads, Box::new(|| {}))?;
     let pool = handler.pool();
     let config = args.config;
     let served = py.detach(move || {
@@ -131,6 +131,8 @@ fn serve(
             multithread: threads > 1,
             multiprocess: false,
             ajp_path_decoded: ajp_lighttpd_compat,
+            slow_request: None,
+            request_timeout: None,
         },
         threads,
         log_level: log_level.to_string(),
@@ -201,6 +203,8 @@ fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
         multithread: opts.threads > 1,
         multiprocess,
         ajp_path_decoded: opts.ajp_lighttpd_compat,
+        slow_request: opts.slow_request,
+        request_timeout: opts.request_timeout,
     }
 }
 
@@ -331,11 +335,21 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
     };
 
     if opts.method == Method::Threaded {
-        let handler = Host::start(py, app, host_settings(opts, false), opts.threads)
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        // A wedged request: reload (spawned: stop; the web server starts a fresh process).
+        let restart = std::sync::Arc::new(tokio::sync::Notify::new());
+        let wedged = restart.clone();
+        let handler = Host::start(
+            py,
+            app,
+            host_settings(opts, false),
+            opts.threads,
+            Box::new(move || wedged.notify_one()),
+        )
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
         let pool = handler.pool();
         let server = Server::new(listener, opts.server_config(), handler);
         let plan = RunPlan {
+            restart: Some(restart),
             reload: !spawned,
             reload_on: opts.reload_on.clone(),
             exit_on_change: watch_script,
@@ -344,18 +358,17 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
             ..RunPlan::default()
         };
         let end = py.detach(|| runner::run(server, plan))?;
+        if let RunEnd::Reload(l) = end {
+            // exec replaces every thread, stuck ones included: no need to wait for them.
+            return reload(l, &[], pidfile).map_err(|e| std::io::Error::other(e.to_string()));
+        }
         // Python must not finalize under threads still running application code.
         if !py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5))) {
             error!("application threads still busy after the stop; exiting without waiting");
             drop(pidfile);
             daemon::exit_now(0);
         }
-        return match end {
-            RunEnd::Reload(l) => {
-                reload(l, &[], pidfile).map_err(|e| std::io::Error::other(e.to_string()))
-            }
-            RunEnd::Stopped | RunEnd::Retired => Ok(0),
-        };
+        return Ok(0);
     }
 
     // Prefork: this process supervises; workers are forked from it with the app imported.
@@ -381,11 +394,13 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
                 return 1;
             }
         };
+        // A wedged worker exits; the supervisor replaces it.
         let handler = match Host::start(
             py,
             app.clone_ref(py),
             host_settings(opts, true),
             opts.threads,
+            Box::new(|| daemon::exit_now(1)),
         ) {
             Ok(h) => h,
             Err(e) => {
@@ -445,8 +460,8 @@ fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         .collect();
     let mut settings = host_settings(opts, false);
     settings.multithread = false;
-    let handler =
-        Host::start(py, app, settings, 1).map_err(|e| std::io::Error::other(e.to_string()))?;
+    let handler = Host::start(py, app, settings, 1, Box::new(|| daemon::exit_now(1)))
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let listener_less = Server::cgi(opts.server_config(), handler);
     py.detach(|| {
         let rt = tokio::runtime::Builder::new_current_thread()

@@ -34,6 +34,9 @@ pub struct RunPlan {
     pub io_threads: usize,
     /// Prefork worker: accept only while fewer requests than this are in flight.
     pub accept_below: Option<usize>,
+    /// Notified when the application host gives up on this process (a wedged request):
+    /// reload if `reload`, else stop.
+    pub restart: Option<Arc<tokio::sync::Notify>>,
 }
 
 /// How the run ended.
@@ -136,6 +139,7 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         Vec::new()
     };
     let watch_exit = plan.exit_on_change.clone();
+    let restart = plan.restart.clone();
     let stop = async {
         let seen_reload = mtimes(&watch_reload);
         let seen_exit = mtimes(&watch_exit);
@@ -158,6 +162,14 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
                     if let Some(f) = &reopen {
                         f();
                     }
+                }
+                _ = async { match &restart { Some(n) => n.notified().await, None => std::future::pending().await } } => {
+                    if reload {
+                        info!("restarting the process (graceful reload)");
+                        break (Why::Reload, Stop::KeepListener);
+                    }
+                    info!("stopping the process");
+                    break (Why::Stopped, Stop::Close);
                 }
                 _ = retire_rx.wait_for(|r| *r) => {
                     info!(maxrequests, "served maxrequests; retiring");
