@@ -447,8 +447,10 @@ def start_wsgi(
     log_level: str = "debug",
     pythonpath: Path = APPS,
     env: Mapping[str, str] | None = None,
+    extra: Mapping[str, str] | None = None,
 ) -> Iterator[Backend]:
     """ferrocgi serving the WSGI ``app`` (``module:callable``, imported from ``pythonpath``).
+    ``extra`` adds option words (``{"request_timeout": "1s"}``).
 
     Like :func:`start_backend`: 127.0.0.1 (``tcp``) or a mode-666 Unix socket (``unix``);
     ``env`` is added to this process's environment. Yields a :class:`Backend`.
@@ -480,6 +482,7 @@ def start_wsgi(
         options["spool_threshold"] = str(spool_threshold)
     if ajp_lighttpd_compat:
         options["ajp_lighttpd_compat"] = "true"
+    options.update(extra or {})
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FERROCGI_")}
     full_env.update(env or {})
     with spawn("wsgi", wsgi_argv(app, bind, options), d, env=full_env) as proc:
