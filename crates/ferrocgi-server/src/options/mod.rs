@@ -275,6 +275,8 @@ pub struct Options {
     pub backlog: i32,
     /// `max_params_bytes`: FastCGI params / SCGI headers of one request.
     pub max_params_bytes: usize,
+    /// `max_params`: params / headers in one request.
+    pub max_params: usize,
     /// `request_timeout`; `None` = no limit.
     pub request_timeout: Option<Duration>,
     /// `slow_request`: log requests slower than this; `None` = off.
@@ -330,6 +332,7 @@ impl Default for Options {
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
             backlog: crate::listener::DEFAULT_BACKLOG,
             max_params_bytes: ferrocgi_proto::fastcgi::limits::MAX_PARAMS_BYTES,
+            max_params: ferrocgi_proto::fastcgi::limits::MAX_PARAMS_PAIRS,
             request_timeout: None,
             slow_request: None,
             idle_timeout: Some(Duration::from_secs(60)),
@@ -818,6 +821,13 @@ impl Options {
                 format!("{} is less than 1K", self.max_params_bytes),
             ));
         }
+        if self.max_params < 16 {
+            // Every front end sends a dozen CGI variables before any header.
+            return Err(bad(
+                "max_params",
+                format!("{} is less than 16", self.max_params),
+            ));
+        }
 
         // Across fields.
         let tcp = self.host.is_some() || self.port.is_some();
@@ -932,6 +942,9 @@ impl Options {
         c.fastcgi.max_conns = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
         c.fastcgi.max_reqs = u32::try_from(self.max_in_flight).unwrap_or(u32::MAX);
         c.scgi.max_header_bytes = self.max_params_bytes;
+        c.fastcgi.max_params_pairs = self.max_params;
+        c.scgi.max_header_pairs = self.max_params;
+        c.ajp.max_headers = self.max_params;
         c.ajp.max_packet = self.ajp_packet_size;
         c.ajp.lighttpd_body_compat = self.ajp_lighttpd_compat;
         c.ajp_secret = self
