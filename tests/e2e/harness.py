@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import itertools
+import json
 import os
 import re
 import shutil
@@ -27,6 +28,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBSERVERS = ROOT / "tests" / "webservers"
@@ -490,3 +492,29 @@ def start_wsgi(
         wait_until("'listening on'", proc, lambda: "listening on" in backend.log())
         wait_until("the socket to accept", proc, lambda: can_connect(address))
         yield backend
+
+
+# --------------------------------------------------------------------------- HTTP replies
+
+
+@dataclass
+class Reply:
+    """An HTTP (or CGI) response as the tests see it."""
+
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> dict[str, Any]:
+        assert self.status == 200, (self.status, self.reason, self.body[:2000])
+        ctype = self.header("Content-Type") or ""
+        assert ctype.startswith("application/json"), (ctype, self.body[:500])
+        data: dict[str, Any] = json.loads(self.body)
+        return data

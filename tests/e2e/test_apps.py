@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import random
 import re
@@ -29,29 +28,10 @@ import django
 import pytest
 
 import harness
-from harness import Backend, Frontend
+from harness import Backend, Frontend, Reply
 
 MIB = 1024 * 1024
 ADMIN_PASSWORD = "ferrocgi-admin-pw-1"
-
-
-@dataclass
-class Reply:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def text(self) -> str:
-        return self.body.decode("utf-8", "replace")
-
-    def json(self) -> dict[str, Any]:
-        assert self.status == 200, (self.status, self.reason, self.body[:2000])
-        data: dict[str, Any] = json.loads(self.body)
-        return data
 
 
 @dataclass

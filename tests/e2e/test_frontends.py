@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import http.client
-import json
 import random
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -23,7 +22,7 @@ import pytest
 
 import harness
 import wire
-from harness import Backend, Frontend
+from harness import Backend, Frontend, Reply
 
 MIB = 1024 * 1024
 BODY_1MIB = random.Random(20261122).randbytes(MIB)
@@ -77,24 +76,6 @@ PATHS = [
     ),
 ]
 HTTP_PATHS = [p for p in PATHS if p.http]
-
-
-@dataclass
-class Reply:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def json(self) -> dict[str, Any]:
-        assert self.status == 200, (self.status, self.reason, self.body[:500])
-        ctype = self.header("Content-Type") or ""
-        assert ctype.startswith("application/json"), (ctype, self.body[:500])
-        data: dict[str, Any] = json.loads(self.body)
-        return data
 
 
 class Client:

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 import harness
-from harness import Backend, Frontend
+from harness import Backend, Frontend, Reply
 
 MIB = 1024 * 1024
 BODY_8MIB = random.Random(3333).randbytes(8 * MIB)
@@ -91,24 +91,6 @@ PATHS = [
         notices_client_abort=False,
     ),
 ]
-
-
-@dataclass
-class Reply:
-    status: int
-    reason: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def json(self) -> dict[str, Any]:
-        assert self.status == 200, (self.status, self.reason, self.body[:2000])
-        ctype = self.header("Content-Type") or ""
-        assert ctype.startswith("application/json"), (ctype, self.body[:500])
-        data: dict[str, Any] = json.loads(self.body)
-        return data
 
 
 @dataclass
