@@ -535,7 +535,9 @@ def test_prefork_pool_grows_for_parallel_requests_and_shrinks(
     parallel (well under 8 s); afterwards the idle pool shrinks back to maxspare."""
     with ferrocgi(rundir, prefork("minspare=1", "maxspare=2", "maxchildren=8")) as srv:
         front = nginx(srv.backend)
-        srv.wait_workers(lambda n: n == 1, "1 worker")
+        # 1 worker, or 2: the harness's connect probe made the first one busy for a moment.
+        srv.wait_workers(lambda n: 1 <= n <= 2, "1 or 2 workers")
+        time.sleep(0.5)
         results: list[dict[str, Any] | str] = []
 
         def one() -> None:
@@ -998,13 +1000,21 @@ def test_spawned_by_lighttpd_and_restarted_on_touch(rundir: Path, method: str) -
             assert _stat(spawned) is not None and _stat(spawned)[1] == proc.pid  # type: ignore[index]
             (app / "version.txt").write_text("2\n")
             time.sleep(1.1)  # a new mtime, whatever the file system's granularity
+            # A slow request in flight when the script changes must still complete.
+            slow: list[object] = []
+            t = threading.Thread(
+                target=lambda: slow.append(http_get(port, "/app/info?sleep=2", timeout=30))
+            )
+            t.start()
+            time.sleep(0.5)
             script.touch()
             eventually("the spawned process to exit", lambda: not alive(spawned), 15, fail=False)
             exited = not alive(spawned)
+            t.join(30)
             statuses: list[object] = []
-            deadline = time.monotonic() + 20
+            t0 = time.monotonic()
             got: dict[str, Any] | None = None
-            while time.monotonic() < deadline:
+            while time.monotonic() < t0 + 20:
                 try:
                     status, body = http_get(port, "/app/info", timeout=10)
                 except OSError as exc:
@@ -1015,11 +1025,17 @@ def test_spawned_by_lighttpd_and_restarted_on_touch(rundir: Path, method: str) -
                     got = json.loads(body)
                     break
                 time.sleep(0.2)
-            assert exited, f"the spawned process {spawned} did not exit after touch"
-            assert got is not None, (
-                f"new code never served; statuses {statuses[-10:]}\n{harness.tail(err)}"
-            )
-            failed = [s for s in statuses if s != 200]
-            assert not failed, f"requests failed while lighttpd restarted the app: {statuses}"
+            took = time.monotonic() - t0
+            log = harness.tail(err)
+            assert slow and slow[0][0] == 200, f"the request in flight: {slow}"  # type: ignore[index]
+            assert json.loads(slow[0][1])["version"] == "1"  # type: ignore[index]
+            assert exited, f"the spawned process {spawned} did not exit after touch\n{log}"
+            assert "child exited: 0" in log, log
+            assert got is not None, f"new code never served; statuses {statuses[-10:]}\n{log}"
+            # lighttpd notices the exit in its once-a-second maintenance; a request arriving
+            # before that finds the socket closed, disables the backend (1 s) and gets a 503.
+            # That window is lighttpd's; it must stay short.
+            assert took < 5, f"{took:.1f}s to serve the new code: {statuses}\n{log}"
+            assert all(s in (200, 503) for s in statuses), statuses
     finally:
         kill_tagged(tag)
