@@ -537,13 +537,19 @@ def test_sigterm_finishes_slow_requests(
 def test_prefork_sigterm_right_after_start_stops_promptly(rundir: Path) -> None:
     """SIGTERM as soon as the supervisor has forked its workers: every worker must stop
     (a worker not yet listening for SIGTERM must not miss it), so the process exits at once,
-    not after graceful_timeout. Three tries, each bounded."""
-    for attempt in range(3):
+    not after graceful_timeout. Six tries, each bounded."""
+    for attempt in range(6):
         d = harness.instance_dir(rundir, "early-term")
         app = make_app(d)
         tag = uuid.uuid4().hex
         sock = d / "app.sock"
-        argv = [FERROCGI, APP, f"pythonpath={app}", f"socket={sock}", *prefork("minspare=4")]
+        argv = [
+            FERROCGI,
+            APP,
+            f"pythonpath={app}",
+            f"socket={sock}",
+            *prefork("minspare=6", "maxspare=6"),
+        ]
         try:
             with spawn("ferrocgi", argv, d, clean_env(tag)) as proc:
                 err = d / "ferrocgi.stderr"
