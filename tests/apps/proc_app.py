@@ -1,0 +1,58 @@
+"""A WSGI app for ferrocgi's process-model tests (``tests/e2e/test_process.py``).
+
+The tests copy this module into a per-test directory, next to a ``version.txt`` it reads once,
+at import time: changing that file and reloading shows whether the new code is served.
+
+Routes (by the last segment of PATH_INFO):
+
+- ``/info?sleep=S``: sleeps S seconds, answers ``{"pid", "ppid", "version", "slept"}`` as JSON.
+- ``/exit?code=N``: the process ends at once with ``os._exit(N)`` (a crashing worker).
+- ``/echo`` (any method): ``{"method", "query", "length", "content_length", "pid"}``: the body
+  is read to its end and measured.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+VERSION = Path(__file__).with_name("version.txt").read_text().strip()
+
+
+def _reply(start_response: Callable[..., Any], data: dict[str, Any]) -> list[bytes]:
+    body = json.dumps(data, sort_keys=True).encode()
+    start_response(
+        "200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))]
+    )
+    return [body]
+
+
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    route = environ.get("PATH_INFO", "").rstrip("/").rpartition("/")[2]
+    query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    if route == "exit":
+        os._exit(int(query.get("code", "3")))
+    if route == "echo":
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+        return _reply(
+            start_response,
+            {
+                "method": environ["REQUEST_METHOD"],
+                "query": environ.get("QUERY_STRING", ""),
+                "length": len(body),
+                "content_length": environ.get("CONTENT_LENGTH"),
+                "pid": os.getpid(),
+            },
+        )
+    slept = float(query.get("sleep", "0"))
+    if slept:
+        time.sleep(slept)
+    return _reply(
+        start_response,
+        {"pid": os.getpid(), "ppid": os.getppid(), "version": VERSION, "slept": slept},
+    )
