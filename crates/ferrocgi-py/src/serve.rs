@@ -462,6 +462,7 @@ fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
     settings.multithread = false;
     let handler = Host::start(py, app, settings, 1, Box::new(|| daemon::exit_now(1)))
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let pool = handler.pool();
     let listener_less = Server::cgi(opts.server_config(), handler);
     py.detach(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -471,6 +472,10 @@ fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         rt.shutdown_timeout(std::time::Duration::from_millis(200));
         r
     })?;
+    // Python must not finalize under its own threads.
+    if !py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5))) {
+        daemon::exit_now(0);
+    }
     Ok(0)
 }
 

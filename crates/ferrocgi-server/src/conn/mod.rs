@@ -137,7 +137,12 @@ pub(crate) async fn serve<S, C, H>(
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
         }
         if !c.out.is_empty() {
-            let write = stream.write_all(&c.out);
+            // flush: a no-op on sockets, but tokio's stdout (CGI) buffers, and its shutdown
+            // does not flush.
+            let write = async {
+                stream.write_all(&c.out).await?;
+                stream.flush().await
+            };
             let written = match cfg.write_timeout {
                 Some(t) => match tokio::time::timeout(t, write).await {
                     Ok(r) => r,
@@ -411,6 +416,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             return; // the request was already ended (aborted, or the connection failed)
         };
         let aborted = self.reqs[i].shared.is_aborted();
+        tracing::trace!(id, aborted, started = self.reqs[i].started, part = ?std::mem::discriminant(&part), "response part");
         let out = &mut self.out;
         match part {
             Part::Head(head) if !aborted => {

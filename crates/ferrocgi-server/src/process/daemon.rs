@@ -128,8 +128,16 @@ fn is_live_ferrocgi(pid: i32) -> bool {
     }
     match fs::read(format!("/proc/{pid}/cmdline")) {
         Ok(cmd) => {
-            let cmd = String::from_utf8_lossy(&cmd).to_lowercase();
-            cmd.contains("ferrocgi") || cmd.contains("fcgi") || cmd.contains("runfastcgi")
+            // The ways ferrocgi is started: the `ferrocgi` script, `python -m ferrocgi`,
+            // `manage.py runfcgi`, a `.fcgi` script calling runfastcgi().
+            let args: Vec<String> = cmd
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| {
+                let base = a.rsplit('/').next().unwrap_or(a);
+                base == "ferrocgi" || base == "runfcgi" || base.ends_with(".fcgi")
+            }) || args.windows(2).any(|w| w[0] == "-m" && w[1] == "ferrocgi")
         }
         // No /proc: the pid is alive, assume the worst.
         Err(_) => true,

@@ -147,6 +147,38 @@ impl Flags {
     }
 }
 
+/// The signals a worker handles itself.
+pub(crate) fn worker_signals() -> nix::sys::signal::SigSet {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for sig in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGUSR1,
+    ] {
+        set.add(sig);
+    }
+    set
+}
+
+fn block_signals() -> nix::sys::signal::SigSet {
+    let mut old = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_BLOCK,
+        Some(&worker_signals()),
+        Some(&mut old),
+    );
+    old
+}
+
+fn restore_mask(old: &nix::sys::signal::SigSet) {
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(old),
+        None,
+    );
+}
+
 fn take(f: &AtomicBool) -> bool {
     f.swap(false, Ordering::AcqRel)
 }
@@ -301,7 +333,16 @@ pub fn supervise(
                     next_index += 1;
                     let (status_r, status_w) = UnixStream::pair()?;
                     status_r.set_nonblocking(true)?;
-                    match fork()? {
+                    // Signals stay blocked across the fork: in the child they would otherwise
+                    // reach neither the supervisor's handlers (removed) nor the worker's (not
+                    // installed yet) and be lost. The worker unblocks them once its own are in
+                    // place (see runner), so a SIGTERM sent right away is still obeyed.
+                    let old_mask = block_signals();
+                    let forked = fork();
+                    if !matches!(forked, Ok(Forked::Child)) {
+                        restore_mask(&old_mask);
+                    }
+                    match forked? {
                         Forked::Child => {
                             // The worker: nothing of the supervisor's may act here.
                             flags.uninstall();

@@ -107,6 +107,13 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut usr1 = signal(SignalKind::user_defined1())?;
+    // A freshly forked worker starts with these blocked (see prefork); its handlers are in
+    // place now, so anything that arrived meanwhile is delivered to them.
+    let _ = nix::sys::signal::pthread_sigmask(
+        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+        Some(&super::prefork::worker_signals()),
+        None,
+    );
 
     // Load reports to the supervisor, and retirement after maxrequests.
     let (retire_tx, mut retire_rx) = tokio::sync::watch::channel(false);
