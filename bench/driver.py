@@ -124,7 +124,7 @@ def configs() -> list[Config]:
     for method in ("threaded", "prefork"):
         addr = f"unix:{sock}/flup-{method}.sock"
         note = "Unix socket (TCP+keep_conn hits flup's Nagle stall), " + (
-            "1 process, 8 threads" if method == "threaded" else "2 workers"
+            "1 process, 256 threads (one per connection)" if method == "threaded" else "2 workers"
         )
         out.append(
             Config(f"flup-fcgi-{method}", "peer", "fcgi", PY_APPS, flup + [method, addr[5:]], addr, note)
@@ -452,7 +452,18 @@ def run_wrk(port: int, app: str, conns: int, seconds: int, lua: dict[str, Path])
     """One wrk run (whole seconds: wrk takes no fractions); its numbers from the Lua `done` hook."""
     script = lua["post" if app == "post" else "get"]
     threads = min(2, conns)
-    cmd = [WRK, "-t", str(threads), "-c", str(conns), "-d", f"{max(1, int(seconds))}s", "--timeout", "5s", "--latency"]
+    cmd = [
+        WRK,
+        "-t",
+        str(threads),
+        "-c",
+        str(conns),
+        "-d",
+        f"{max(1, int(seconds))}s",
+        "--timeout",
+        "5s",
+        "--latency",
+    ]
     cmd += ["-s", str(script), f"http://127.0.0.1:{port}/{app}"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=False)
     for line in res.stdout.splitlines():
@@ -539,9 +550,15 @@ def with_server(cfg: Config, logs: Path, run: Run, body: Callable[[Proc | None],
         log(f"FAILED {e}")
     finally:
         if proc:
+            t0 = time.monotonic()
             proc.stop()
+            took = time.monotonic() - t0
             if proc.alive():
                 run.failures.append(f"{cfg.name}: did not stop")
+            elif took > 5:
+                # a graceful stop should not wait on idle kept-alive upstream connections
+                run.failures.append(f"{cfg.name}: SIGTERM took {took:.1f} s (SIGKILL after 10 s)")
+                log(f"slow stop: {cfg.name} {took:.1f} s")
 
 
 def main_rounds(cfgs: list[Config], run: Run, logs: Path, lua: dict[str, Path], warmup: int) -> None:

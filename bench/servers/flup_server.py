@@ -1,6 +1,8 @@
 """flup 1.0.3 FastCGI server for the benchmark: ``flup_server.py threaded|prefork ADDRESS``.
 
-ADDRESS is ``HOST:PORT`` or a Unix socket path. Threaded: one process, 8 threads.
+ADDRESS is ``HOST:PORT`` or a Unix socket path. Threaded: one process, up to 256 threads (flup
+holds a thread per connection: with fewer threads than nginx's kept-alive connections it resets
+the extra ones, which nginx answers with 502).
 Prefork: exactly 2 worker processes (minSpare = maxSpare = maxChildren = 2).
 """
 
@@ -20,7 +22,7 @@ def main() -> None:
     if mode == "threaded":
         from flup.server.fcgi import WSGIServer
 
-        WSGIServer(application, bindAddress=bind, umask=0, maxThreads=8, debug=False).run()
+        WSGIServer(application, bindAddress=bind, umask=0, maxThreads=256, debug=False).run()
     else:
         from flup.server.fcgi_fork import WSGIServer as ForkServer
 
