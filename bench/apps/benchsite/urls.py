@@ -1,0 +1,5 @@
+from django.urls import path
+
+from benchsite import views
+
+urlpatterns = [path("django/", views.page)]
