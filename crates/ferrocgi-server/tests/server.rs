@@ -39,6 +39,17 @@ impl Handler for TestApp {
                 return;
             }
             "slow" => tokio::time::sleep(Duration::from_millis(300)).await,
+            "huge" => {
+                // 64 MiB: far more than loopback socket buffers hold.
+                resp.start(ResponseHead::new(200, "OK")).await.unwrap();
+                for _ in 0..1024 {
+                    if resp.write(Bytes::from(vec![b'x'; 65536])).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = resp.finish().await;
+                return;
+            }
             "failmid" => {
                 resp.start(ResponseHead::new(200, "OK")).await.unwrap();
                 resp.write(Bytes::from_static(b"partial")).await.unwrap();
@@ -596,5 +607,100 @@ async fn slow_and_idle_connections_are_cut_off_others_are_served() {
             .unwrap_or(0);
         assert_eq!(n, 0);
     }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_front_end_that_stops_reading_is_cut_off_after_write_timeout() {
+    let mut cfg = ServerConfig::new(Protocol::Fastcgi);
+    cfg.write_timeout = Some(Duration::from_millis(300));
+    let srv = start(cfg);
+    // Asks for far more than the socket buffers hold, and never reads.
+    let mut stalled = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "huge", b"");
+    stalled.write_all(&out).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Others are served meanwhile and after.
+    let mut good = TcpStream::connect(srv.addr).await.unwrap();
+    out.clear();
+    fcgi_request(&mut out, 1, true, "", b"ok");
+    good.write_all(&out).await.unwrap();
+    assert_eq!(
+        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
+        b"len=2"
+    );
+    // The stalled connection was closed: draining it ends (EOF or reset) well before 64 MiB.
+    let mut got = 0usize;
+    let mut chunk = vec![0u8; 65536];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), stalled.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the stalled connection was not closed"),
+        }
+    }
+    assert!(
+        got < 64 << 20,
+        "read {got} bytes: the response was not cut off"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_max_connections_new_connections_wait_their_turn() {
+    let mut cfg = ServerConfig::new(Protocol::Fastcgi);
+    cfg.max_connections = 1;
+    let srv = start(cfg);
+    let mut first = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"1");
+    first.write_all(&out).await.unwrap();
+    assert_eq!(
+        body_of(&read_fcgi(&mut first, &[1]).await[&1].stdout),
+        b"len=1"
+    );
+    // The second connection sits in the backlog: no answer while the first stays open.
+    let mut second = TcpStream::connect(srv.addr).await.unwrap();
+    second.write_all(&out).await.unwrap();
+    let mut buf = [0u8; 8];
+    let early = tokio::time::timeout(Duration::from_millis(500), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served past max_connections");
+    drop(first);
+    assert_eq!(
+        body_of(&read_fcgi(&mut second, &[1]).await[&1].stdout),
+        b"len=1"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_params_closes_that_connection_only() {
+    let mut cfg = ServerConfig::new(Protocol::Fastcgi);
+    cfg.fastcgi.max_params_pairs = 16;
+    let srv = start(cfg);
+    let names: Vec<String> = (0..40).map(|i| format!("HTTP_X_{i}")).collect();
+    let pairs: Vec<(&[u8], &[u8])> = names
+        .iter()
+        .map(|n| (n.as_bytes(), b"v".as_slice()))
+        .collect();
+    let mut out = BytesMut::new();
+    fastcgi::encode::begin_request(1, fastcgi::record::FCGI_RESPONDER, true, &mut out);
+    fastcgi::encode::params(1, &pairs, &mut out);
+    let mut bad = TcpStream::connect(srv.addr).await.unwrap();
+    bad.write_all(&out).await.unwrap();
+    let res = read_fcgi(&mut bad, &[1]).await;
+    assert!(
+        res.get(&1).is_none_or(|r| r.end.is_none()),
+        "refused, not served"
+    );
+    let mut good = TcpStream::connect(srv.addr).await.unwrap();
+    out.clear();
+    fcgi_request(&mut out, 1, true, "", b"ok");
+    good.write_all(&out).await.unwrap();
+    assert_eq!(
+        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
+        b"len=2"
+    );
     srv.stop().await;
 }
