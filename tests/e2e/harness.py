@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -518,3 +518,18 @@ class Reply:
         assert ctype.startswith("application/json"), (ctype, self.body[:500])
         data: dict[str, Any] = json.loads(self.body)
         return data
+
+
+def send(
+    conn: http.client.HTTPConnection,
+    method: str,
+    target: str,
+    body: bytes | Iterable[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One HTTP request on ``conn``; an iterable body goes out chunked (no Content-Length)."""
+    chunked = body is not None and not isinstance(body, bytes)
+    conn.request(method, target, body=body, headers=headers or {}, encode_chunked=chunked)
+    resp = conn.getresponse()
+    data = resp.read()
+    return Reply(resp.status, resp.reason, resp.getheaders(), data)

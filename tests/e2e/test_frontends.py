@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.client
 import random
 import subprocess
 from collections.abc import Iterable, Iterator
@@ -22,7 +21,7 @@ import pytest
 
 import harness
 import wire
-from harness import Backend, Frontend, Reply
+from harness import Backend, Frontend, Reply, send
 
 MIB = 1024 * 1024
 BODY_1MIB = random.Random(20261122).randbytes(MIB)
@@ -112,21 +111,6 @@ class HttpClient(Client):
             return send(conn, method, target, body, headers)
         finally:
             conn.close()
-
-
-def send(
-    conn: http.client.HTTPConnection,
-    method: str,
-    target: str,
-    body: bytes | Iterable[bytes] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    # An iterable body without Content-Length goes out chunked (http.client adds the header).
-    chunked = body is not None and not isinstance(body, bytes)
-    conn.request(method, target, body=body, headers=headers or {}, encode_chunked=chunked)
-    resp = conn.getresponse()
-    data = resp.read()
-    return Reply(resp.status, resp.reason, resp.getheaders(), data)
 
 
 class CgiFcgiClient(Client):

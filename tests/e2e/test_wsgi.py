@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 import harness
-from harness import Backend, Frontend, Reply
+from harness import Backend, Frontend, Reply, send
 
 MIB = 1024 * 1024
 BODY_8MIB = random.Random(3333).randbytes(8 * MIB)
@@ -124,21 +124,6 @@ class Site:
 
     def get(self, route: str) -> Reply:
         return self.request("GET", route)
-
-
-def send(
-    conn: http.client.HTTPConnection,
-    method: str,
-    target: str,
-    body: bytes | Iterable[bytes] | None = None,
-    headers: dict[str, str] | None = None,
-) -> Reply:
-    # An iterable body without Content-Length goes out chunked.
-    chunked = body is not None and not isinstance(body, bytes)
-    conn.request(method, target, body=body, headers=headers or {}, encode_chunked=chunked)
-    resp = conn.getresponse()
-    data = resp.read()
-    return Reply(resp.status, resp.reason, resp.getheaders(), data)
 
 
 @pytest.fixture(scope="module")
