@@ -32,16 +32,20 @@ Requests sent/ok/failed by kind; failures are classified as
   in-flight request: expected);
 * ``kill in flight``: a kill happened while it was in flight, but it failed later than 1 s
   after (e.g. a slow read whose response was cut when its worker died: expected);
-* ``other``: not explained by a kill (a bug: each one is listed with its error and the nearest
-  kill/HUP, and the server's warning/error log lines are printed).
+* ``HUP <=1s``: ended within 1 s after a SIGHUP (and not after a kill): a reload is meant to
+  lose no request, so this counts as a failure of the run;
+* ``other``: not explained by a kill (a bug).
 
-Exit status 0 when there are no ``other`` failures, the server is still alive and serving, and
-the fd count of the tree did not grow (end <= start + 8).
+Every failure is listed with its error and its distance to the nearest kill and HUP; the
+signals' wall-clock (UTC) times are printed to match the server's and nginx's log lines.
+
+Exit status 0 when there are no ``HUP <=1s`` or ``other`` failures, the server is still alive
+and serving, and the fd count of the tree did not grow (end <= start + 8).
 
 Usage::
 
     /var/tmp/ferrocgi-venv/bin/python scripts/soak.py [--minutes 10 | --quick] [--clients 6]
-        [--kill-every 10] [--hup-every 60] [--seed N] [--keep]
+        [--kill-every 10] [--hup-every 60] [--seed N] [--mix get=40,post=20,...] [--keep]
 
 The Python must be a venv with ferrocgi installed (``scripts/test.sh`` builds
 ``/var/tmp/ferrocgi-venv``); ``--ferrocgi PATH`` picks another console script. Everything
@@ -304,8 +308,14 @@ def main() -> int:
     ap.add_argument("--ferrocgi", type=Path, default=harness.ferrocgi_command())
     ap.add_argument("--workers", default="minspare=2,maxspare=4,maxchildren=12")
     ap.add_argument("--keep", action="store_true", help="keep the run dir (logs)")
+    ap.add_argument(
+        "--mix",
+        default=",".join(f"{k}={w}" for k, w in Load.KINDS),
+        help="request kinds and weights (default %(default)s)",
+    )
     args = ap.parse_args()
     minutes = 1.0 if args.quick else args.minutes
+    Load.KINDS = [(k, int(w)) for k, w in (kw.split("=") for kw in args.mix.split(","))]
     if not args.ferrocgi.exists():
         sys.exit(f"{args.ferrocgi} not found: run with the venv's python or give --ferrocgi")
     harness.ferrocgi_command = lambda: args.ferrocgi  # type: ignore[assignment]
@@ -371,6 +381,7 @@ def soak(
 
     kills: list[tuple[float, int]] = []
     hups: list[float] = []
+    walls: list[tuple[str, float]] = []  # wall-clock times, to match the logs (UTC)
     samples = [start]
     next_kill = t0 + args.kill_every * rnd.uniform(0.7, 1.3)
     # A run shorter than --hup-every still gets one reload, half-way.
@@ -389,12 +400,14 @@ def soak(
                 try:
                     os.kill(victim, signal.SIGKILL)
                     kills.append((time.monotonic(), victim))
+                    walls.append((f"kill {victim}", time.time()))
                 except ProcessLookupError:
                     pass
             next_kill = now + args.kill_every * rnd.uniform(0.7, 1.3)
         if now >= next_hup:
             os.kill(sup, signal.SIGHUP)
             hups.append(time.monotonic())
+            walls.append(("HUP", time.time()))
             next_hup = now + args.hup_every
         if now >= next_sample:
             s = sample(sup)
@@ -418,15 +431,25 @@ def soak(
         final_ok = False
         print(f"!! final GET failed: {e!r}")
 
+    print(
+        "signals (UTC): "
+        + ", ".join(
+            f"{what} {time.strftime('%H:%M:%S', time.gmtime(t))}.{int(t % 1 * 10)}"
+            for what, t in walls
+        )
+    )
     return report(
         args, start, end, samples, load, warm_fail, kills, hups, backend, stuck, alive and final_ok
     )
 
 
-def classify(r: Result, kills: list[tuple[float, int]]) -> str:
+def classify(r: Result, kills: list[tuple[float, int]], hups: list[float]) -> str:
     for k, _pid in kills:
         if k <= r.end <= k + 1.0:
             return "kill <=1s"
+    for h in hups:
+        if h <= r.end <= h + 1.0:
+            return "HUP <=1s"
     for k, _pid in kills:
         if r.start <= k <= r.end:
             return "kill in flight"
@@ -450,8 +473,8 @@ def report(
     res = load.results
     sent = Counter(r.kind for r in res)
     failed = [r for r in res if r.error]
-    classes = Counter(classify(r, kills) for r in failed)
-    others = [r for r in failed if classify(r, kills) == "other"]
+    classes = Counter(classify(r, kills, hups) for r in failed)
+    others = [r for r in failed if classify(r, kills, hups) in ("other", "HUP <=1s")]
     print()
     print("=" * 72)
     print(f"soak report (seed {args.seed}, load average now {os.getloadavg()[0]:.1f})")
@@ -460,7 +483,8 @@ def report(
     print("  by kind:  " + ", ".join(f"{k} {sent[k]}" for k, _ in Load.KINDS))
     print(
         f"failures:   kill <=1s: {classes['kill <=1s']}, kill in flight: "
-        f"{classes['kill in flight']}, other: {classes['other']}"
+        f"{classes['kill in flight']}, HUP <=1s: {classes['HUP <=1s']}, "
+        f"other: {classes['other']}"
     )
     if failed:
         print(
@@ -482,12 +506,13 @@ def report(
     print("samples:")
     for s in samples + [end]:
         print("   ", s.line(t0))
-    for r in others[:30]:
-        near_k = min((abs(r.end - k) for k, _ in kills), default=float("inf"))
-        near_h = min((abs(r.end - h) for h in hups), default=float("inf"))
+    for r in failed[:40]:
+        near_k = min((r.end - k for k, _ in kills), key=abs, default=float("inf"))
+        near_h = min((r.end - h for h in hups), key=abs, default=float("inf"))
         print(
-            f"  OTHER t={r.start - t0:.1f}..{r.end - t0:.1f}s {r.kind}: {r.error} "
-            f"(nearest kill {near_k:.1f}s, nearest HUP {near_h:.1f}s)"
+            f"  [{classify(r, kills, hups)}] t={r.start - t0:.1f}..{r.end - t0:.1f}s "
+            f"{r.kind}: {r.error} (ended {near_k:+.2f}s from the nearest kill, "
+            f"{near_h:+.2f}s from the nearest HUP)"
         )
     lines = backend.log_lines()
     levels = Counter(w for line in lines for w in ("ERROR", "WARN", "panic") if w in line)
