@@ -704,3 +704,26 @@ async fn too_many_params_closes_that_connection_only() {
     );
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_arriving_on_a_kept_alive_connection_during_a_stop_is_served() {
+    let srv = start(ServerConfig::new(Protocol::Fastcgi));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"first");
+    s.write_all(&out).await.unwrap();
+    assert_eq!(body_of(&read_fcgi(&mut s, &[1]).await[&1].stdout), b"len=5");
+    // The next request is partly sent when the stop begins, the rest just after.
+    out.clear();
+    fcgi_request(&mut out, 1, true, "", b"second");
+    s.write_all(&out[..10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(&out[10..]).await.unwrap();
+    let res = read_fcgi(&mut s, &[1]).await;
+    assert_eq!(body_of(&res[&1].stdout), b"len=6");
+    assert_eq!(res[&1].end, Some((0, 0)));
+    drop(s);
+    stopping.await.unwrap();
+}

@@ -159,8 +159,23 @@ pub(crate) async fn serve<S, C, H>(
             }
             c.out.clear();
         }
-        if c.close || (c.reqs.is_empty() && (eof || draining || c.codec.wants_close())) {
+        if c.close || (c.reqs.is_empty() && (eof || c.codec.wants_close())) {
             break;
+        }
+        if draining && c.reqs.is_empty() && rbuf.is_empty() {
+            // Stopping: an idle connection closes, but not one whose next request is already
+            // on its way — read what the socket holds (one poll, no waiting) and serve it.
+            // A request partly received stays in `rbuf`, so the loop goes on until it is
+            // served. (nginx drops a kept-alive connection from its pool when it sees our
+            // close, so the remaining race is a request sent in that very instant.)
+            rbuf.reserve(READ_CHUNK);
+            match tokio::time::timeout(Duration::ZERO, stream.read_buf(&mut rbuf)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    last_read = tokio::time::Instant::now();
+                    continue;
+                }
+                _ => break,
+            }
         }
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(READ_CHUNK);
