@@ -163,19 +163,9 @@ pub(crate) async fn serve<S, C, H>(
             break;
         }
         if draining && c.reqs.is_empty() && rbuf.is_empty() {
-            // Stopping: an idle connection closes, but not one whose next request is already
-            // on its way — read what the socket holds (one poll, no waiting) and serve it.
-            // A request partly received stays in `rbuf`, so the loop goes on until it is
-            // served. (nginx drops a kept-alive connection from its pool when it sees our
-            // close, so the remaining race is a request sent in that very instant.)
-            rbuf.reserve(READ_CHUNK);
-            match tokio::time::timeout(Duration::ZERO, stream.read_buf(&mut rbuf)).await {
-                Ok(Ok(n)) if n > 0 => {
-                    last_read = tokio::time::Instant::now();
-                    continue;
-                }
-                _ => break,
-            }
+            // Stopping: an idle connection closes. One whose next request is partly received
+            // (bytes in `rbuf`) goes on until that request is served.
+            break;
         }
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(READ_CHUNK);
