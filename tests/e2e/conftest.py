@@ -22,9 +22,6 @@ its report. A missing backend binary makes the test *error*, never skip: CI buil
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,12 +34,8 @@ from harness import Backend, Frontend
 
 @pytest.fixture(scope="session")
 def session_dir() -> Iterator[Path]:
-    base = Path(os.environ.get("FERROCGI_E2E_TMP", "/tmp"))
-    path = Path(tempfile.mkdtemp(prefix="ferrocgi-e2e-", dir=base))
-    path.chmod(0o755)  # nginx (nobody) and Apache (www-data) must traverse it
-    yield path
-    if os.environ.get("FERROCGI_E2E_KEEP") != "1":
-        shutil.rmtree(path, ignore_errors=True)
+    with harness.session_tmpdir("ferrocgi-e2e-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -492,6 +493,18 @@ def start_wsgi(
         wait_until("'listening on'", proc, lambda: "listening on" in backend.log())
         wait_until("the socket to accept", proc, lambda: can_connect(address))
         yield backend
+
+
+@contextlib.contextmanager
+def session_tmpdir(prefix: str) -> Iterator[Path]:
+    """A run directory for a test session, traversable by nginx (nobody) and Apache
+    (www-data); removed at the end unless FERROCGI_E2E_KEEP=1."""
+    base = Path(os.environ.get("FERROCGI_E2E_TMP", "/tmp"))
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
+    path.chmod(0o755)
+    yield path
+    if os.environ.get("FERROCGI_E2E_KEEP") != "1":
+        shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- HTTP replies

@@ -12,10 +12,7 @@ and stopped at teardown by pid, pidfile and tag, whatever the outcome.
 
 from __future__ import annotations
 
-import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -31,12 +28,8 @@ import harness  # noqa: E402
 
 @pytest.fixture(scope="session")
 def recipes_session_dir() -> Iterator[Path]:
-    base = Path(os.environ.get("FERROCGI_E2E_TMP", "/tmp"))
-    path = Path(tempfile.mkdtemp(prefix="ferrocgi-recipes-", dir=base))
-    path.chmod(0o755)  # nginx (nobody) and Apache (www-data) must traverse it
-    yield path
-    if os.environ.get("FERROCGI_E2E_KEEP") != "1":
-        shutil.rmtree(path, ignore_errors=True)
+    with harness.session_tmpdir("ferrocgi-recipes-") as path:
+        yield path
 
 
 @pytest.fixture(scope="module")

@@ -38,18 +38,32 @@ pub(crate) trait ServerCodec: Send + 'static {
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError>;
     /// Replies the codec queued by itself (management records, CPONG…).
-    fn take_output(&mut self, out: &mut BytesMut);
+    fn take_output(&mut self, _out: &mut BytesMut) {}
     /// A body chunk (or the request head) was handed to the application; AJP asks for more.
     fn body_delivered(&mut self, _id: u16, _out: &mut BytesMut) {}
-    fn head(&mut self, id: u16, head: &ResponseHead, out: &mut BytesMut) -> Result<(), ProtoError>;
-    fn body(&mut self, id: u16, data: &[u8], out: &mut BytesMut);
+    // The defaults of `head`, `body` and `end` write a CGI response on a plain byte stream,
+    // one request per connection (SCGI, CGI); FastCGI and AJP13 frame theirs.
+    fn head(
+        &mut self,
+        _id: u16,
+        head: &ResponseHead,
+        out: &mut BytesMut,
+    ) -> Result<(), ProtoError> {
+        head.encode_cgi(out);
+        Ok(())
+    }
+    fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
+        out.extend_from_slice(data);
+    }
     /// Writes application error output if the protocol carries it; false: log it instead.
     fn stderr(&mut self, _id: u16, _data: &[u8], _out: &mut BytesMut) -> bool {
         false
     }
     /// Ends a response (`ok = false`: it is incomplete, and the protocol's end marker must
     /// not be sent). True: close after flushing.
-    fn end(&mut self, id: u16, ok: bool, out: &mut BytesMut) -> bool;
+    fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
+        true
+    }
     /// Refuses a request because the server is at capacity. True: close after flushing.
     fn overloaded(&mut self, id: u16, out: &mut BytesMut) -> bool {
         let head = ResponseHead::new(503, "Service Unavailable")
@@ -177,26 +191,6 @@ impl ServerCodec for Scgi {
             scgi::Event::Body(data) => Ev::Body { id: 0, data },
             scgi::Event::BodyEnd => Ev::BodyEnd { id: 0 },
         }))
-    }
-
-    fn take_output(&mut self, _out: &mut BytesMut) {}
-
-    fn head(
-        &mut self,
-        _id: u16,
-        head: &ResponseHead,
-        out: &mut BytesMut,
-    ) -> Result<(), ProtoError> {
-        scgi::write_head(head, out);
-        Ok(())
-    }
-
-    fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
-        out.extend_from_slice(data);
-    }
-
-    fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
-        true
     }
 
     fn error_reply(&mut self, err: &ProtoError, out: &mut BytesMut) {
@@ -355,25 +349,5 @@ impl ServerCodec for Cgi {
             id: 0,
             data: buf.split_to(n).freeze(),
         }))
-    }
-
-    fn take_output(&mut self, _out: &mut BytesMut) {}
-
-    fn head(
-        &mut self,
-        _id: u16,
-        head: &ResponseHead,
-        out: &mut BytesMut,
-    ) -> Result<(), ProtoError> {
-        head.encode_cgi(out);
-        Ok(())
-    }
-
-    fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
-        out.extend_from_slice(data);
-    }
-
-    fn end(&mut self, _id: u16, _ok: bool, _out: &mut BytesMut) -> bool {
-        true
     }
 }
