@@ -1,6 +1,6 @@
 //! The accept loop, the limits that apply across connections, and graceful shutdown.
 
-use crate::conn::{self, codec};
+use crate::conn::{self, codec, Phase};
 use crate::handler::{Handler, Protocol};
 use crate::listener::{ListenSock, Listener};
 use bytes::Bytes;
@@ -197,7 +197,7 @@ impl<H: Handler> Server<H> {
         let desc = listener.to_string();
         let accept = Acceptor::new(&listener.sock)?;
         let conns = Arc::new(Semaphore::new(ctx.config.max_connections));
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = watch::channel(Phase::Serving);
         info!(listen = %desc, protocol = %ctx.config.protocol, "listening on {desc}");
 
         tokio::pin!(stop);
@@ -246,13 +246,17 @@ impl<H: Handler> Server<H> {
         info!(listen = %desc, "stopping: no new connections; finishing requests in flight");
         drop(accept);
         let kept = match how {
-            Stop::Close => {
+            Stop::Close | Stop::Retire => {
                 drop(listener);
                 None
             }
             Stop::KeepListener => Some(listener),
         };
-        let _ = stop_tx.send(true);
+        let _ = stop_tx.send(if how == Stop::Retire {
+            Phase::Retiring
+        } else {
+            Phase::Draining
+        });
         let all = u32::try_from(ctx.config.max_connections).unwrap_or(u32::MAX);
         match tokio::time::timeout(ctx.config.graceful_timeout, conns.acquire_many(all)).await {
             Ok(_) => info!("all connections closed"),
@@ -272,6 +276,9 @@ pub enum Stop {
     Close,
     /// Keep it open and return it.
     KeepListener,
+    /// Close it at once, and close idle kept-alive connections without waiting for one more
+    /// request on them (a prefork worker that served `maxrequests`).
+    Retire,
 }
 
 impl<H: Handler> Server<H> {
@@ -283,7 +290,7 @@ impl<H: Handler> Server<H> {
         let len = codec::declared_length(&params).unwrap_or(0);
         // Never read past the body: stdin may be a terminal that never ends.
         let stream = tokio::io::join(tokio::io::stdin().take(len), tokio::io::stdout());
-        let (_tx, stop) = watch::channel(false);
+        let (_tx, stop) = watch::channel(Phase::Serving);
         self.ctx.load.send_modify(|l| l.fresh += 1);
         conn::serve(stream, codec, Arc::from("cgi"), self.ctx, stop).await;
         Ok(())
@@ -331,7 +338,7 @@ async fn serve_stream<H: Handler>(
     stream: Stream,
     peer: Arc<str>,
     ctx: Arc<ServerCtx<H>>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Phase>,
 ) {
     match stream {
         Stream::Tcp(s) => serve_protocol(s, peer, ctx, stop).await,
@@ -343,7 +350,7 @@ async fn serve_protocol<S, H>(
     s: S,
     peer: Arc<str>,
     ctx: Arc<ServerCtx<H>>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Phase>,
 ) where
     S: conn::Transport,
     H: Handler,

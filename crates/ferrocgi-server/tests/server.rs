@@ -727,3 +727,79 @@ async fn a_request_arriving_on_a_kept_alive_connection_during_a_stop_is_served()
     drop(s);
     stopping.await.unwrap();
 }
+
+/// Reads until the peer closes; fails if it sends anything more or keeps the connection open.
+async fn expect_close(s: &mut TcpStream, within: Duration) {
+    let mut buf = [0u8; 64];
+    match tokio::time::timeout(within, s.read(&mut buf)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => panic!("expected a close, got {n} more bytes"),
+        Ok(Err(e)) => panic!("expected a clean close, got {e}"),
+        Err(_) => panic!("the connection was still open after {within:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_stop_an_idle_kept_alive_connection_serves_one_more_request_then_closes() {
+    // nginx may already be sending a request on a kept-alive connection when the stop begins,
+    // and it does not retry a POST: the request is served, and the close follows the response.
+    let srv = start(ServerConfig::new(Protocol::Fastcgi));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"first");
+    s.write_all(&out).await.unwrap();
+    assert_eq!(body_of(&read_fcgi(&mut s, &[1]).await[&1].stdout), b"len=5");
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    out.clear();
+    fcgi_request(&mut out, 1, true, "", b"second");
+    s.write_all(&out).await.unwrap();
+    let res = read_fcgi(&mut s, &[1]).await;
+    assert_eq!(body_of(&res[&1].stdout), b"len=6");
+    assert_eq!(res[&1].end, Some((0, 0)));
+    expect_close(&mut s, Duration::from_millis(500)).await;
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the stop ends once the connection closed")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_stop_connections_that_bring_no_request_close_after_the_linger() {
+    let srv = start(ServerConfig::new(Protocol::Fastcgi));
+    let mut kept = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"first");
+    kept.write_all(&out).await.unwrap();
+    read_fcgi(&mut kept, &[1]).await;
+    let mut fresh = TcpStream::connect(srv.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let begun = std::time::Instant::now();
+    let stopping = tokio::spawn(srv.stop());
+    expect_close(&mut kept, Duration::from_secs(5)).await;
+    expect_close(&mut fresh, Duration::from_secs(5)).await;
+    tokio::time::timeout(Duration::from_secs(5), stopping)
+        .await
+        .expect("the stop ends once both connections closed")
+        .unwrap();
+    assert!(
+        begun.elapsed() >= Duration::from_secs(1),
+        "closed before the linger"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn during_a_stop_a_connection_accepted_before_it_gets_its_first_request_served() {
+    let srv = start(ServerConfig::new(Protocol::Fastcgi));
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stopping = tokio::spawn(srv.stop());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, false, "", b"late");
+    s.write_all(&out).await.unwrap();
+    let res = read_fcgi(&mut s, &[1]).await;
+    assert_eq!(body_of(&res[&1].stdout), b"len=4");
+    expect_close(&mut s, Duration::from_millis(500)).await;
+    stopping.await.unwrap();
+}

@@ -35,11 +35,17 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Makes the coming close a reset (TCP RST): the one signal every front end takes as "this
     /// response is broken" (Unix sockets have no equivalent; a close must do there).
     fn reset_on_close(&self) {}
+    /// Holds back a partial segment until the close, so the last response bytes and the FIN
+    /// travel in one segment (TCP only).
+    fn cork(&self) {}
 }
 
 impl Transport for tokio::net::TcpStream {
     fn reset_on_close(&self) {
         let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
+    }
+    fn cork(&self) {
+        let _ = socket2::SockRef::from(self).set_tcp_cork(true);
     }
 }
 
@@ -58,6 +64,30 @@ const WRITE_BATCH: usize = 256 * 1024;
 /// How long a closing connection waits for the front end to finish sending, so that unread
 /// bytes do not turn our close into a reset that destroys the response in flight.
 const LINGER: Duration = Duration::from_secs(2);
+/// During a graceful stop, how long a connection with no request in flight stays open to serve
+/// a request the front end may already be sending on it (see [`Phase::Draining`]).
+const DRAIN_LINGER: Duration = Duration::from_secs(2);
+
+/// Where the server is in its life, as every connection sees it.
+///
+/// A front end that keeps connections alive (nginx `fastcgi_keep_conn`, Apache's pool) may
+/// send a request on a kept-alive connection at any moment, and it will not retry a POST that
+/// fails there. Closing such a connection while it is idle is therefore a race: the request
+/// and the close cross on the wire. Closing it right after a response, with the FIN in the
+/// same segment as the response's last bytes, is not: nginx sees the end of the connection
+/// when it reads the end of the response, before it could reuse the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    Serving,
+    /// Graceful stop or reload: each connection serves what is in flight and at most one more
+    /// request that arrives within [`DRAIN_LINGER`], then closes right after its response; a
+    /// connection still idle after [`DRAIN_LINGER`] closes.
+    Draining,
+    /// Retiring after `maxrequests`: as [`Phase::Draining`], but an idle kept-alive connection
+    /// closes at once (serving more would break the limit). A connection accepted whose first
+    /// request has not arrived yet still gets it served.
+    Retiring,
+}
 
 /// Counts a request in the server's load from its start until its task ends (even by panic).
 struct InFlight<H>(Arc<ServerCtx<H>>);
@@ -105,7 +135,7 @@ pub(crate) async fn serve<S, C, H>(
     codec: C,
     peer: Arc<str>,
     ctx: Arc<ServerCtx<H>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<Phase>,
 ) where
     S: Transport,
     C: ServerCodec,
@@ -128,13 +158,31 @@ pub(crate) async fn serve<S, C, H>(
     let mut eof = false;
     let cfg = &ctx.config;
     let mut last_read = tokio::time::Instant::now();
-    let mut draining = *shutdown.borrow();
+    let mut phase = Phase::Serving;
+    // Once stopping: close as soon as no request is in flight (a request was in flight or
+    // arrived since the stop began), or when `drain_deadline` passes with none.
+    let mut close_when_idle = false;
+    let mut drain_deadline: Option<tokio::time::Instant> = None;
+    if *shutdown.borrow() != Phase::Serving {
+        phase = *shutdown.borrow();
+        drain_deadline = Some(tokio::time::Instant::now() + DRAIN_LINGER);
+    }
 
     loop {
         c.decode_all(&mut rbuf);
+        close_when_idle |= phase != Phase::Serving && !c.reqs.is_empty();
         c.codec.take_output(&mut c.out);
         for notice in c.codec.take_notices() {
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
+        }
+        let idle = c.reqs.is_empty() && rbuf.is_empty() && c.pending.is_none();
+        let done = c.close
+            || (c.reqs.is_empty() && (eof || c.codec.wants_close()))
+            || (phase != Phase::Serving
+                && idle
+                && (close_when_idle || (phase == Phase::Retiring && !c.fresh)));
+        if done && !c.broken && !c.out.is_empty() {
+            stream.cork();
         }
         if !c.out.is_empty() {
             // flush: a no-op on sockets, but tokio's stdout (CGI) buffers, and its shutdown
@@ -159,12 +207,7 @@ pub(crate) async fn serve<S, C, H>(
             }
             c.out.clear();
         }
-        if c.close || (c.reqs.is_empty() && (eof || c.codec.wants_close())) {
-            break;
-        }
-        if draining && c.reqs.is_empty() && rbuf.is_empty() {
-            // Stopping: an idle connection closes. One whose next request is partly received
-            // (bytes in `rbuf`) goes on until that request is served.
+        if done {
             break;
         }
         if rbuf.capacity() - rbuf.len() < 4096 {
@@ -191,7 +234,11 @@ pub(crate) async fn serve<S, C, H>(
         } else {
             (None, "")
         };
-        let deadline = limit.filter(|_| can_read).map(|t| last_read + t);
+        let mut deadline = limit.filter(|_| can_read).map(|t| last_read + t);
+        let drain_timer = drain_deadline.filter(|_| idle);
+        if drain_timer.is_some_and(|d| deadline.is_none_or(|t| d < t)) {
+            deadline = drain_timer;
+        }
         tokio::select! {
             biased;
             Some((id, part)) = resp_rx.recv() => {
@@ -215,7 +262,9 @@ pub(crate) async fn serve<S, C, H>(
                 }
             }
             _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                if arriving {
+                if drain_timer.is_some() && deadline == drain_timer {
+                    debug!(peer = %c.peer, "stopping: closing a connection that brought no request");
+                } else if arriving {
                     warn!(peer = %c.peer, protocol = %C::PROTOCOL, timeout = ?limit, "{why}; closing the connection");
                 } else {
                     debug!(peer = %c.peer, "closing a connection idle for idle_timeout");
@@ -234,8 +283,13 @@ pub(crate) async fn serve<S, C, H>(
                     c.on_eof(false);
                 }
             },
-            _ = shutdown.changed(), if !draining => {
-                draining = true;
+            changed = shutdown.changed(), if phase == Phase::Serving => {
+                phase = match (changed, *shutdown.borrow()) {
+                    (Ok(()), p) if p != Phase::Serving => p,
+                    _ => Phase::Draining,
+                };
+                drain_deadline = Some(tokio::time::Instant::now() + DRAIN_LINGER);
+                close_when_idle |= !c.reqs.is_empty();
             }
         }
     }

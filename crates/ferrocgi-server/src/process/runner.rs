@@ -180,7 +180,7 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
                 }
                 _ = retire_rx.wait_for(|r| *r) => {
                     info!(maxrequests, "served maxrequests; retiring");
-                    break (Why::Retired, Stop::Close);
+                    break (Why::Retired, Stop::Retire);
                 }
                 _ = tick.tick(), if !watch_reload.is_empty() || !watch_exit.is_empty() => {
                     if mtimes(&watch_reload) != seen_reload {
