@@ -236,7 +236,7 @@ pub(crate) async fn serve<S, C, H>(
         };
         let mut deadline = limit.filter(|_| can_read).map(|t| last_read + t);
         let drain_timer = drain_deadline.filter(|_| idle);
-        if drain_timer.is_some_and(|d| deadline.is_none_or(|t| d < t)) {
+        if drain_timer.is_some_and(|d| deadline.map_or(true, |t| d < t)) {
             deadline = drain_timer;
         }
         tokio::select! {
