@@ -73,3 +73,111 @@ require_rust() {
     done
     info "$(cargo --version)"
 }
+
+# Python interpreters for the test venv (scripts/test.sh: FERROCGI_PYTHON, FERROCGI_DJANGO).
+
+# Succeed when "$1" runs and can build and run the test venv (venv, ensurepip, ssl, sqlite3), and
+# is at least Python "$2" (e.g. 3.12; default 3.8).
+python_usable() {
+    local min=${2:-3.8}
+    [ -x "$1" ] || [ -n "$(command -v "$1" 2>/dev/null)" ] || return 1
+    timeout 60 "$1" -c "
+import sys, ssl, sqlite3, venv, ensurepip
+sys.exit(sys.version_info[:2] < tuple(map(int, '$min'.split('.'))))" >/dev/null 2>&1
+}
+
+# What a venv is bound to: the interpreter's version and (real) base prefix, one line.
+python_identity() {
+    "$1" -c 'import os, sys; print(sys.version.replace("\n", " "), os.path.realpath(sys.base_prefix))'
+}
+
+# Print a usable interpreter of at least Python "$1" (e.g. 3.12), the first of: the system
+# python3, python3.N on PATH (newest first), pyenv's installations (newest first; in
+# $(pyenv root)/versions, $PYENV_ROOT/versions, ~/.pyenv/versions, /root/.pyenv/versions).
+# pyenv's shims on PATH run only the versions `pyenv global` selects, so its versions directory
+# is searched too. Prints what it tried to stderr when there is none.
+find_python() {
+    local min=$1 candidates=() roots=" " root v exe
+    candidates+=(/usr/bin/python3)
+    for v in 15 14 13 12; do
+        exe=$(command -v "python3.$v" 2>/dev/null) && candidates+=("$exe")
+    done
+    for root in "$(pyenv root 2>/dev/null)" "${PYENV_ROOT:-}" "$HOME/.pyenv" /root/.pyenv; do
+        [ -n "$root" ] && [ -d "$root/versions" ] || continue
+        root=$(realpath "$root")
+        case "$roots" in *" $root "*) continue ;; esac
+        roots+="$root "
+        while read -r v; do
+            # Only versions >= $min (sort -V puts the smaller first).
+            [ "$(printf '%s\n' "$min" "$v" | sort -V | head -n1)" = "$min" ] || continue
+            candidates+=("$root/versions/$v/bin/python3")
+        done < <(find "$root/versions" -mindepth 1 -maxdepth 1 -printf '%f\n' |
+            grep -E '^3\.[0-9]+\.[0-9]+$' | sort -rV)
+    done
+    for exe in "${candidates[@]}"; do
+        # A pyenv shim stands for whichever version pyenv selects: name the real interpreter.
+        if python_usable "$exe" "$min"; then
+            "$exe" -c 'import sys; print(sys.executable)'
+            return 0
+        fi
+    done
+    printf '  tried: %s\n' "${candidates[@]}" >&2
+    return 1
+}
+
+# Succeed when Apache's mod_fcgid children (www-data) can run interpreter "$1".
+runs_as_www_data() {
+    as_root runuser -u www-data -- "$1" -c 'import ssl, sqlite3' >/dev/null 2>&1
+}
+
+# Print an interpreter equivalent to "$1" that Apache's www-data children (mod_fcgid) can run:
+# "$1" itself when they can. Otherwise (pyenv's interpreters live under /root, mode 700 on Debian,
+# and their python reaches libpython through an absolute RUNPATH into that tree) a copy of its
+# installation in /var/tmp/ferrocgi-pythonX.Y, made once: CPython finds its standard library
+# from its executable's location, so the tree is relocatable once each ELF file's RUNPATH into
+# the old prefix is rewritten $ORIGIN-relative (patchelf). /root's mode is left alone.
+python_for_www_data() {
+    local py=$1 src ver dest tmp stamp f rpath new entry entries
+    if runs_as_www_data "$py"; then
+        echo "$py"
+        return 0
+    fi
+    src=$("$py" -c 'import os, sys; print(os.path.realpath(sys.base_prefix))')
+    ver=$("$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+    stamp=$(python_identity "$py")
+    dest=/var/tmp/ferrocgi-python$ver
+    if [ "$(cat "$dest/.ferrocgi-copy-of" 2>/dev/null || true)" = "$stamp" ] &&
+        runs_as_www_data "$dest/bin/python$ver"; then
+        echo "$dest/bin/python$ver"
+        return 0
+    fi
+    info "www-data cannot run $py: copying $src to $dest" >&2
+    ensure_packages patchelf >&2
+    tmp=$dest.tmp.$$
+    rm -rf "$tmp"
+    cp -a "$src" "$tmp"
+    chmod -R a+rX "$tmp"
+    while IFS= read -r -d '' f; do
+        rpath=$(patchelf --print-rpath "$f" 2>/dev/null) || continue # not an ELF file
+        case "$rpath" in *"$src"*) ;; *) continue ;; esac
+        new=
+        IFS=: read -ra entries <<<"$rpath"
+        for entry in "${entries[@]}"; do
+            if [ "$entry" = "$src" ] || [ "${entry#"$src"/}" != "$entry" ]; then
+                entry=$(realpath -m --relative-to="$(dirname "$f")" "$tmp${entry#"$src"}")
+                entry="\$ORIGIN/$entry"
+            fi
+            new=${new:+$new:}$entry
+        done
+        patchelf --set-rpath "$new" "$f"
+    done < <(find "$tmp" -type f \( -name '*.so*' -o -perm -u+x \) -print0)
+    echo "$stamp" >"$tmp/.ferrocgi-copy-of"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+    runs_as_www_data "$dest/bin/python$ver" ||
+        die "the copy $dest/bin/python$ver does not run as www-data"
+    # Same sys.version (build date included); only the prefix (the identity's last word) moved.
+    f=$(python_identity "$dest/bin/python$ver")
+    [ "${f% *}" = "${stamp% *}" ] || die "the copy $dest/bin/python$ver is not $py"
+    echo "$dest/bin/python$ver"
+}

@@ -9,11 +9,15 @@
 #   --quick      skip the fuzz smoke test
 #   --e2e-only   skip fmt, clippy, cargo test and fuzz (still builds the examples)
 #   -- ARGS      passed to pytest, e.g. -- -k nginx, or -- tests/e2e/test_malformed.py
-# Environment: FERROCGI_VENV (default /var/tmp/ferrocgi-venv), FERROCGI_E2E_KEEP=1 keeps run dirs,
-# FERROCGI_DJANGO=VERSION tests against another Django (e.g. 4.2.30, the previous LTS).
+# Environment:
+#   FERROCGI_DJANGO=X.Y.Z  another Django than tests/requirements.txt's 5.2 LTS: 4.2.30, or 6.x.y,
+#                          which needs Python >= 3.12 (found on PATH or in pyenv's versions)
+#   FERROCGI_PYTHON=PATH   the interpreter the venv is made from (default /usr/bin/python3)
+#   FERROCGI_VENV=DIR      default /var/tmp/ferrocgi-venv (-pyXY for another interpreter)
+#   FERROCGI_E2E_KEEP=1    keeps the tests' run dirs
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 quick=0
 e2e_only=0
@@ -90,24 +94,64 @@ else
 fi
 
 section "python venv"
-# Under a world-searchable directory, from the system python: Apache's www-data children and
-# nginx's nobody workers may have to execute it (mod_fcgid tests).
-venv=${FERROCGI_VENV:-/var/tmp/ferrocgi-venv}
-/usr/bin/python3 -c 'import venv, ensurepip' 2>/dev/null ||
-    die "/usr/bin/python3 cannot create venvs (apt-get install python3-venv)"
-umask 022
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
-    info "creating $venv"
-    rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv"
+# FERROCGI_DJANGO=X.Y.Z runs the suites against another Django (the documented matrix mode:
+# tests/requirements.txt pins the current LTS). Django 6 needs Python >= 3.12, newer than
+# Debian 12's: without FERROCGI_PYTHON, one is looked for (find_python in scripts/lib.sh).
+django=${FERROCGI_DJANGO:-}
+django_major=0
+if [ -n "$django" ]; then
+    django_major=${django%%.*}
+    [[ "$django_major" =~ ^[0-9]+$ ]] ||
+        die "FERROCGI_DJANGO=$django: expected a version such as 4.2.30"
 fi
-# FERROCGI_DJANGO=4.2.30 runs the suites against another Django (the documented matrix mode:
-# tests/requirements.txt pins the newest this Python can install).
-req_sum=$( (cat tests/requirements.txt; echo "${FERROCGI_DJANGO:-}") | sha256sum | cut -d' ' -f1)
+min_python=3.8
+[ "$django_major" -lt 6 ] || min_python=3.12
+if [ -n "${FERROCGI_PYTHON:-}" ]; then
+    python=$FERROCGI_PYTHON
+    python_usable "$python" ||
+        die "FERROCGI_PYTHON=$python does not run, or cannot import venv, ensurepip, ssl and sqlite3"
+    python_usable "$python" "$min_python" ||
+        die "Django ${django:-5.2} needs Python >= $min_python;" \
+            "FERROCGI_PYTHON=$python is $("$python" --version 2>&1)"
+elif [ "$django_major" -ge 6 ]; then
+    python=$(find_python "$min_python") ||
+        die "Django $django needs Python >= $min_python (with venv, ensurepip, ssl, sqlite3)" \
+            "and none was found (tried the above): install one (e.g. pyenv install 3.13)" \
+            "and re-run, or name it: FERROCGI_PYTHON=/path/to/python3.13" \
+            "FERROCGI_DJANGO=$django scripts/test.sh"
+else
+    python=/usr/bin/python3
+    python_usable "$python" || die "$python cannot create venvs (apt-get install python3-venv)"
+fi
+# Under a world-searchable directory: Apache's www-data children and nginx's nobody workers may
+# have to execute the venv's python (mod_fcgid tests). pyenv's interpreters are copied out of /root.
+umask 022
+python=$(python_for_www_data "$python")
+info "interpreter: $python ($("$python" --version 2>&1))"
+want=$(python_identity "$python")
+# The system python's venv is the default one; another interpreter gets its own, so switching
+# back and forth does not rebuild either.
+venv=/var/tmp/ferrocgi-venv
+if ! [ -x /usr/bin/python3 ] || [ "$want" != "$(python_identity /usr/bin/python3)" ]; then
+    venv+=-py$("$python" -c 'import sys; print("%d%d" % sys.version_info[:2])')
+fi
+venv=${FERROCGI_VENV:-$venv}
+# A venv made by another interpreter (another version, or a prefix that moved) is not reused.
+have=$(python_identity "$venv/bin/python" 2>/dev/null || true)
+if [ "$have" != "$want" ]; then
+    if [ -e "$venv" ]; then
+        info "recreating $venv: made by ${have:-an interpreter that no longer runs}, not $want"
+    else
+        info "creating $venv"
+    fi
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+fi
+req_sum=$( (cat tests/requirements.txt; echo "$django") | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
-    if [ -n "${FERROCGI_DJANGO:-}" ]; then
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "django==$FERROCGI_DJANGO"
+    if [ -n "$django" ]; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check "django==$django"
     fi
     echo "$req_sum" >"$venv/.requirements.sha256"
 fi
