@@ -29,17 +29,7 @@ section "python venv ($venv) and ferrocgi"
 # shellcheck disable=SC2119  # no component checks needed here
 require_rust
 umask 022 # the venv must be readable by nginx's and Apache's users (tests share it)
-if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import sys' 2>/dev/null; then
-    info "creating $venv"
-    rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv"
-fi
-req_sum=$(sha256sum tests/requirements.txt | cut -d' ' -f1)
-if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
-    echo "$req_sum" >"$venv/.requirements.sha256"
-fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+ensure_venv "$venv" /usr/bin/python3
 info "$("$venv/bin/python" -c 'import ferrocgi, django; print("ferrocgi", ferrocgi.__version__, "/ Django", django.get_version())')"
 
 # World-searchable run dir: nginx workers run as nobody.

@@ -181,3 +181,31 @@ python_for_www_data() {
     [ "${f% *}" = "${stamp% *}" ] || die "the copy $dest/bin/python$ver is not $py"
     echo "$dest/bin/python$ver"
 }
+
+# Make venv "$1" from interpreter "$2" (recreated when another interpreter made it), with
+# tests/requirements.txt, Django "$3" when given (else the pinned one) and this checkout's
+# ferrocgi installed the way a user does (pip install . : the abi3 wheel built by maturin).
+# The caller sets the umask: nginx's and Apache's users may have to run the venv's python.
+ensure_venv() {
+    local venv=$1 python=$2 django=${3:-} want have req_sum
+    want=$(python_identity "$python")
+    have=$(python_identity "$venv/bin/python" 2>/dev/null || true)
+    if [ "$have" != "$want" ]; then
+        if [ -e "$venv" ]; then
+            info "recreating $venv: made by ${have:-an interpreter that no longer runs}, not $want"
+        else
+            info "creating $venv"
+        fi
+        rm -rf "$venv"
+        "$python" -m venv "$venv"
+    fi
+    req_sum=$( (cat tests/requirements.txt; echo "$django") | sha256sum | cut -d' ' -f1)
+    if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
+        if [ -n "$django" ]; then
+            "$venv/bin/python" -m pip install -q --disable-pip-version-check "django==$django"
+        fi
+        echo "$req_sum" >"$venv/.requirements.sha256"
+    fi
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+}

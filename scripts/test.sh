@@ -93,7 +93,7 @@ else
     info "skipped: scripts/fuzz-smoke.sh does not exist yet"
 fi
 
-section "python venv"
+section "python venv and ferrocgi (pip install .)"
 # FERROCGI_DJANGO=X.Y.Z runs the suites against another Django (the documented matrix mode:
 # tests/requirements.txt pins the current LTS). Django 6 needs Python >= 3.12, newer than
 # Debian 12's: without FERROCGI_PYTHON, one is looked for (find_python in scripts/lib.sh).
@@ -128,39 +128,16 @@ fi
 umask 022
 python=$(python_for_www_data "$python")
 info "interpreter: $python ($("$python" --version 2>&1))"
-want=$(python_identity "$python")
 # The system python's venv is the default one; another interpreter gets its own, so switching
 # back and forth does not rebuild either.
 venv=/var/tmp/ferrocgi-venv
-if ! [ -x /usr/bin/python3 ] || [ "$want" != "$(python_identity /usr/bin/python3)" ]; then
+if ! [ -x /usr/bin/python3 ] || [ "$(python_identity "$python")" != "$(python_identity /usr/bin/python3)" ]; then
     venv+=-py$("$python" -c 'import sys; print("%d%d" % sys.version_info[:2])')
 fi
 venv=${FERROCGI_VENV:-$venv}
-# A venv made by another interpreter (another version, or a prefix that moved) is not reused.
-have=$(python_identity "$venv/bin/python" 2>/dev/null || true)
-if [ "$have" != "$want" ]; then
-    if [ -e "$venv" ]; then
-        info "recreating $venv: made by ${have:-an interpreter that no longer runs}, not $want"
-    else
-        info "creating $venv"
-    fi
-    rm -rf "$venv"
-    "$python" -m venv "$venv"
-fi
-req_sum=$( (cat tests/requirements.txt; echo "$django") | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$venv/.requirements.sha256" 2>/dev/null || true)" != "$req_sum" ]; then
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check -r tests/requirements.txt
-    if [ -n "$django" ]; then
-        "$venv/bin/python" -m pip install -q --disable-pip-version-check "django==$django"
-    fi
-    echo "$req_sum" >"$venv/.requirements.sha256"
-fi
+ensure_venv "$venv" "$python" "$django"
 info "Django $("$venv/bin/python" -c 'import django; print(django.get_version())')"
 info "$("$venv/bin/python" --version), $("$venv/bin/pytest" --version 2>&1)"
-
-section "python package (pip install .)"
-# What a user does: builds the abi3 wheel with maturin (release) and installs it.
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
 info "$("$venv/bin/python" -c 'import ferrocgi; print("ferrocgi", ferrocgi.__version__)')"
 
 section "python lint (ruff)"
