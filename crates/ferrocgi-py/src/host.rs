@@ -4,8 +4,9 @@
 //! # Theory of operation
 //!
 //! `handle` (async, no GIL) reads the body ([`crate::input::collect`]), answers 413 itself when
-//! it is too large, then queues a [`Job`] for the pool and waits for it to finish, so the
-//! server's in-flight limit counts requests until their response is complete. Each pool thread
+//! it is too large, then queues a [`Job`] for the pool and returns: the job carries the
+//! request's [`Responder`], which keeps the request counted in flight until the response is
+//! complete. Each pool thread
 //! holds the GIL only while Python code runs: waiting for a job and every blocking send of
 //! response bytes happen with the GIL released.
 
@@ -20,7 +21,6 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 /// Settings of the host (from the option set).
@@ -54,7 +54,6 @@ pub struct Job {
     pub body: BodyData,
     pub body_len: u64,
     pub resp: Responder,
-    pub done: oneshot::Sender<()>,
 }
 
 /// The [`Handler`] side: async, never touches Python.
@@ -128,7 +127,6 @@ impl Handler for WsgiHandler {
                 .await;
             }
         };
-        let (done, finished) = oneshot::channel();
         let job = Job {
             protocol: req.protocol,
             params: req.params,
@@ -136,19 +134,17 @@ impl Handler for WsgiHandler {
             body,
             body_len,
             resp,
-            done,
         };
         if let Err(e) = self.jobs.send(job) {
             error!("the Python worker pool is gone; answering 503");
             let job = e.into_inner();
-            return answer(
+            answer(
                 job.resp,
                 plain(503, "Service Unavailable"),
                 b"server stopping\n",
             )
             .await;
         }
-        let _ = finished.await;
     }
 }
 
@@ -221,7 +217,6 @@ impl Host {
             body,
             body_len,
             resp,
-            done,
         } = job;
         let state: response::Shared = Arc::new(Mutex::new(ResponseState {
             head: None,
@@ -236,7 +231,7 @@ impl Host {
         let mut st = lock(&state);
         let st = &mut *st;
         let Some(mut resp) = st.responder.take() else {
-            return drop(done);
+            return;
         };
         match outcome {
             Ok(()) => {
@@ -289,7 +284,6 @@ impl Host {
                 });
             }
         }
-        drop(done);
     }
 
     #[allow(clippy::too_many_arguments)]

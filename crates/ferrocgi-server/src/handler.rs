@@ -9,6 +9,7 @@
 //! slow application stops the connection from reading more of the body, and a slow front end
 //! stops the application from producing more response.
 
+use crate::server::Ticket;
 use bytes::Bytes;
 use ferrocgi_proto::{Params, ResponseHead};
 use std::fmt;
@@ -51,8 +52,12 @@ impl fmt::Display for Protocol {
 
 /// An application: called once per request, on the server's async runtime.
 ///
-/// The future should return when the response is finished; dropping the [`Responder`] without
-/// calling [`Responder::finish`] ends the request as failed (a 500 if nothing was sent yet).
+/// The future is polled by the connection's own task (no task per request), so it must not
+/// block the thread. It may return before the response is finished, once it handed the
+/// [`Responder`] on (to a thread of its own, say): the request counts as in flight until the
+/// responder is dropped. Dropping the [`Responder`] without calling [`Responder::finish`] ends
+/// the request as failed (a 500 if nothing was sent yet). When the connection ends early, a
+/// handler future still pending is dropped.
 pub trait Handler: Send + Sync + 'static {
     /// Serves one request.
     fn handle(&self, req: Request, resp: Responder) -> impl Future<Output = ()> + Send;
@@ -196,16 +201,25 @@ pub struct Responder {
     shared: Arc<Shared>,
     started: bool,
     finished: bool,
+    /// Keeps the request counted in flight; declared last so it drops after `Drop::drop` sent
+    /// the request's end.
+    _ticket: Ticket,
 }
 
 impl Responder {
-    pub(crate) fn new(id: u16, tx: mpsc::Sender<(u16, Part)>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        id: u16,
+        tx: mpsc::Sender<(u16, Part)>,
+        shared: Arc<Shared>,
+        ticket: Ticket,
+    ) -> Self {
         Responder {
             id,
             tx,
             shared,
             started: false,
             finished: false,
+            _ticket: ticket,
         }
     }
 

@@ -24,7 +24,11 @@ use crate::Handler;
 use bytes::BytesMut;
 use codec::{Ev, ServerCodec};
 use ferrocgi_proto::ResponseHead;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -89,19 +93,31 @@ pub(crate) enum Phase {
     Retiring,
 }
 
-/// Counts a request in the server's load from its start until its task ends (even by panic).
-struct InFlight<H>(Arc<ServerCtx<H>>);
+/// A handler's future for one request, polled by the connection loop itself (no task of its
+/// own): most finish on their first poll.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-impl<H> InFlight<H> {
-    fn new(ctx: Arc<ServerCtx<H>>) -> Self {
-        ctx.request_started();
-        InFlight(ctx)
+/// Polls `task` once; true when it is finished, by returning or by panicking (a panic drops
+/// the handler's responder, which ends the request as failed).
+fn poll_task(task: &mut Task, cx: &mut Context<'_>) -> bool {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+        Ok(Poll::Ready(())) => true,
+        Ok(Poll::Pending) => false,
+        Err(_) => {
+            warn!("request handler panicked");
+            true
+        }
     }
 }
 
-impl<H> Drop for InFlight<H> {
-    fn drop(&mut self) {
-        self.0.request_done();
+/// Polls every parked task; ready once at least one finished (and was removed).
+fn poll_tasks(tasks: &mut Vec<Task>, cx: &mut Context<'_>) -> Poll<()> {
+    let before = tasks.len();
+    tasks.retain_mut(|t| !poll_task(t, cx));
+    if tasks.len() < before {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
 
@@ -127,6 +143,10 @@ struct Conn<'a, C, H> {
     /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
     /// also means: a request was seen on this connection).
     fresh: bool,
+    /// Handlers started since the last turn, not polled yet.
+    new_tasks: Vec<Task>,
+    /// Handlers that did not finish on their first poll.
+    tasks: Vec<Task>,
 }
 
 /// Serves one connection until the front end closes it, a protocol error, or shutdown.
@@ -153,6 +173,8 @@ pub(crate) async fn serve<S, C, H>(
         close: false,
         broken: false,
         fresh: true,
+        new_tasks: Vec::new(),
+        tasks: Vec::new(),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut eof = false;
@@ -172,6 +194,23 @@ pub(crate) async fn serve<S, C, H>(
         c.decode_all(&mut rbuf);
         close_when_idle |= phase != Phase::Serving && !c.reqs.is_empty();
         c.codec.take_output(&mut c.out);
+        if !c.new_tasks.is_empty() {
+            // First poll of the new handlers, inline: whatever they answer at once goes out
+            // with this turn's write.
+            let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            let mut cx = Context::from_waker(&waker);
+            for mut t in std::mem::take(&mut c.new_tasks) {
+                if !poll_task(&mut t, &mut cx) {
+                    c.tasks.push(t);
+                }
+            }
+            while c.out.len() < WRITE_BATCH {
+                match resp_rx.try_recv() {
+                    Ok((id, part)) => c.on_part(id, part),
+                    Err(_) => break,
+                }
+            }
+        }
         for notice in c.codec.take_notices() {
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
         }
@@ -250,6 +289,7 @@ pub(crate) async fn serve<S, C, H>(
                     }
                 }
             }
+            _ = std::future::poll_fn(|cx| poll_tasks(&mut c.tasks, cx)), if !c.tasks.is_empty() => {}
             permit = room, if c.pending.is_some() => {
                 let (id, msg) = c.pending.take().expect("guarded by the branch condition");
                 match permit {
@@ -405,14 +445,13 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             body: Body::new(body_rx, shared.clone(), declared),
             peer: self.peer.clone(),
         };
-        let resp = Responder::new(id, self.resp_tx.clone(), shared.clone());
-        let guard = InFlight::new(self.ctx.clone());
+        let ticket = self.ctx.request_started(permit);
+        let resp = Responder::new(id, self.resp_tx.clone(), shared.clone(), ticket);
         self.not_fresh();
-        tokio::spawn(async move {
-            guard.0.handler.handle(req, resp).await;
-            drop(guard);
-            drop(permit);
-        });
+        let ctx = self.ctx.clone();
+        self.new_tasks.push(Box::pin(async move {
+            ctx.handler.handle(req, resp).await;
+        }));
         self.reqs.push(ReqState {
             id,
             body_tx: Some(body_tx),
