@@ -2,7 +2,7 @@
 //! thread (the GIL is released for every blocking send).
 
 use bytes::Bytes;
-use ferrocgi_server::{Responder, ResponseHead, StreamError};
+use ferrocgi_server::{Batch, Responder, ResponseHead, StreamError, TrySend};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyString, PyTuple};
@@ -37,22 +37,50 @@ fn stream_err(e: StreamError) -> PyErr {
     ClientDisconnected::new_err(e.to_string())
 }
 
-/// Sends `data` (head first if not yet sent), releasing the GIL while waiting.
+/// True when a head can go out with the next body chunk (start_response was called).
+pub fn has_head(state: &Shared) -> bool {
+    let st = lock(state);
+    st.sent || st.head.is_some()
+}
+
+/// Sends `data` (head first if not yet sent) in one message; the GIL is released only when
+/// the connection's queue is full and the send must wait.
 pub fn send(py: Python<'_>, state: &Shared, data: Bytes) -> PyResult<()> {
-    py.detach(|| {
+    let sent = (|| {
         let mut st = lock(state);
         let st = &mut *st;
         let Some(resp) = st.responder.as_mut() else {
             return Err(StreamError::Disconnected);
         };
-        if !st.sent {
+        let head = if st.sent {
+            None
+        } else {
             let head = st.head.take().ok_or(StreamError::Aborted)?;
             st.sent = true;
-            resp.blocking_start(head)?;
+            Some(head)
+        };
+        let batch = Batch {
+            head,
+            data,
+            end: false,
+        };
+        match resp.try_send(batch)? {
+            TrySend::Sent => Ok(None),
+            TrySend::Full(batch) => Ok(Some(batch)),
         }
-        resp.blocking_write(data)
-    })
-    .map_err(|e| match e {
+    })();
+    let sent = match sent {
+        Ok(Some(batch)) => py.detach(|| {
+            let mut st = lock(state);
+            match st.responder.as_mut() {
+                Some(resp) => resp.blocking_send_batch(batch),
+                None => Err(StreamError::Disconnected),
+            }
+        }),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    sent.map_err(|e| match e {
         StreamError::Aborted if !lock(state).sent => PyAssertionError::new_err(
             "the application sent body data before calling start_response",
         ),

@@ -190,6 +190,30 @@ pub(crate) enum Part {
     End,
     /// The response cannot be completed: tell the front end it is broken.
     Fail,
+    /// Several of the above in one message (one wake-up of the connection loop).
+    Batch(Batch),
+}
+
+/// Response parts sent as one message: the head (if given), a piece of body (if not empty),
+/// then, with `end`, the end of the response. See [`Responder::try_send`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The status and headers, when not sent yet.
+    pub head: Option<ResponseHead>,
+    /// A piece of the body (may be empty).
+    pub data: Bytes,
+    /// Completes the response (as [`Responder::finish`]).
+    pub end: bool,
+}
+
+/// What [`Responder::try_send`] did.
+#[derive(Debug)]
+pub enum TrySend {
+    /// Sent.
+    Sent,
+    /// The connection's queue is full: nothing was sent, the batch is handed back (send it
+    /// with [`Responder::blocking_send_batch`], or wait and retry).
+    Full(Batch),
 }
 
 /// Sends one request's response, in order: [`Responder::start`], any number of
@@ -293,6 +317,61 @@ impl Responder {
     pub async fn fail(mut self) {
         self.finished = true;
         let _ = self.tx.send((self.id, Part::Fail)).await;
+    }
+
+    /// Sends `batch` without waiting. An `end` batch completes the response as
+    /// [`Responder::finish`] does (after an abort it still ends the request, and reports the
+    /// abort); the responder must not be used for more parts after it.
+    pub fn try_send(&mut self, batch: Batch) -> Result<TrySend, StreamError> {
+        let end = batch.end;
+        let aborted = self.check();
+        if aborted.is_err() && !end {
+            return Err(StreamError::Aborted);
+        }
+        let started = batch.head.is_some();
+        let part = match aborted {
+            Ok(()) => Part::Batch(batch),
+            Err(_) => Part::End,
+        };
+        match self.tx.try_send((self.id, part)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((_, part))) => {
+                return Ok(TrySend::Full(match part {
+                    Part::Batch(b) => b,
+                    _ => Batch {
+                        end: true,
+                        ..Batch::default()
+                    },
+                }));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StreamError::Disconnected),
+        }
+        self.started |= started;
+        if end {
+            self.finished = true;
+        }
+        aborted.map(|()| TrySend::Sent)
+    }
+
+    /// [`Responder::try_send`] that waits for room, for threads outside the async runtime.
+    pub fn blocking_send_batch(&mut self, batch: Batch) -> Result<(), StreamError> {
+        let end = batch.end;
+        let aborted = self.check();
+        if aborted.is_err() && !end {
+            return aborted;
+        }
+        self.started |= batch.head.is_some();
+        let part = match aborted {
+            Ok(()) => Part::Batch(batch),
+            Err(_) => Part::End,
+        };
+        if end {
+            self.finished = true;
+        }
+        self.tx
+            .blocking_send((self.id, part))
+            .map_err(|_| StreamError::Disconnected)?;
+        aborted
     }
 
     /// [`Responder::start`] for threads outside the async runtime.

@@ -513,6 +513,21 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         let Some(i) = self.reqs.iter().position(|r| r.id == id) else {
             return; // the request was already ended (aborted, or the connection failed)
         };
+        let part = match part {
+            Part::Batch(b) => {
+                if let Some(head) = b.head {
+                    self.on_part(id, Part::Head(head));
+                }
+                if !b.data.is_empty() {
+                    self.on_part(id, Part::Data(b.data));
+                }
+                if b.end {
+                    self.on_part(id, Part::End);
+                }
+                return;
+            }
+            part => part,
+        };
         let aborted = self.reqs[i].shared.is_aborted();
         tracing::trace!(id, aborted, started = self.reqs[i].started, part = ?std::mem::discriminant(&part), "response part");
         let out = &mut self.out;
