@@ -80,6 +80,8 @@ pub struct Load {
     pub in_flight: usize,
     /// Requests served to completion since the start.
     pub served: u64,
+    /// Requests started since the start (served, in flight, or abandoned).
+    pub started: u64,
     /// Connections accepted whose first request has not arrived yet: a prefork worker counts
     /// them as work, or it would accept every waiting connection before parsing any.
     pub fresh: usize,
@@ -108,7 +110,10 @@ impl<H> ServerCtx<H> {
 
     /// Counts a request in flight until the returned ticket is dropped (with its responder).
     pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit) -> Ticket {
-        self.load.send_modify(|l| l.in_flight += 1);
+        self.load.send_modify(|l| {
+            l.in_flight += 1;
+            l.started += 1;
+        });
         Ticket {
             load: self.load.clone(),
             _permit: permit,
