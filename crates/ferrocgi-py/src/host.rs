@@ -347,9 +347,15 @@ impl Host {
         let iterable = self.app.bind(py).call1((environ, sr))?;
         let sent = stream_iterable(py, &iterable, state);
         // PEP 3333: close() is called whatever happened, even after an exception.
-        let closed = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
-            Ok(Some(close)) => close.call0().map(|_| ()),
-            _ => Ok(()),
+        let plain =
+            iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+        let closed = if plain {
+            Ok(()) // lists and tuples have no close()
+        } else {
+            match iterable.getattr_opt(pyo3::intern!(py, "close")) {
+                Ok(Some(close)) => close.call0().map(|_| ()),
+                _ => Ok(()),
+            }
         };
         match (sent, closed) {
             (Err(e), _) | (Ok(_), Err(e)) => Err(e),
