@@ -221,6 +221,7 @@ impl Host {
                 },
                 Take::Closed => break,
             };
+            response::release_deferred(py);
             self.run(py, job, ident);
         }
     }
@@ -396,23 +397,23 @@ fn stream_iterable(
         let n = iterable.len()?;
         for i in 0..n {
             let item = iterable.get_item(i)?;
-            let data = as_bytes(&item)?.as_bytes();
-            if data.is_empty() {
+            let b = as_bytes(&item)?;
+            if b.as_bytes().is_empty() {
                 continue;
             }
             // Holding back needs a head to send it with; without one, `send` raises.
             if i + 1 == n && response::has_head(state) {
-                return Ok(Some(Bytes::copy_from_slice(data)));
+                return Ok(Some(response::chunk(b)));
             }
-            response::send(py, state, Bytes::copy_from_slice(data))?;
+            response::send(py, state, response::chunk(b))?;
         }
         return Ok(None);
     }
     for item in iterable.try_iter()? {
         let item = item?;
-        let data = as_bytes(&item)?.as_bytes();
-        if !data.is_empty() {
-            response::send(py, state, Bytes::copy_from_slice(data))?;
+        let b = as_bytes(&item)?;
+        if !b.as_bytes().is_empty() {
+            response::send(py, state, response::chunk(b))?;
         }
     }
     Ok(None)

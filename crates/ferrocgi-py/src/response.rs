@@ -5,7 +5,7 @@ use bytes::Bytes;
 use ferrocgi_server::{Batch, Responder, ResponseHead, StreamError, TrySend};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::sync::{Arc, Mutex};
 
 pyo3::create_exception!(
@@ -33,6 +33,61 @@ pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ResponseState> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Body chunks at least this long are sent without a copy (see [`chunk`]).
+pub const ZERO_COPY_MIN: usize = 8 * 1024;
+
+/// A `bytes` object's buffer, shared with the connection loop instead of copied (`bytes` are
+/// immutable). The loop drops it without the GIL, so the reference goes to [`DEFERRED`] and a
+/// Python thread releases it with the GIL ([`release_deferred`], before each request).
+struct PyBuf {
+    obj: std::mem::ManuallyDrop<Py<PyBytes>>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the buffer of a `bytes` object never changes and lives as long as the object, which
+// `obj` keeps alive; the object itself is only released with the GIL (see `Drop`).
+unsafe impl Send for PyBuf {}
+// SAFETY: as for `Send`: shared access only reads the immutable buffer.
+unsafe impl Sync for PyBuf {}
+
+impl AsRef<[u8]> for PyBuf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see `unsafe impl Send`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for PyBuf {
+    fn drop(&mut self) {
+        // SAFETY: `obj` is not used again.
+        let obj = unsafe { std::mem::ManuallyDrop::take(&mut self.obj) };
+        DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(obj);
+    }
+}
+
+/// `bytes` objects whose buffers the connection loops are done with.
+static DEFERRED: Mutex<Vec<Py<PyBytes>>> = Mutex::new(Vec::new());
+
+/// Releases the `bytes` objects the connection loops are done with.
+pub fn release_deferred(_py: Python<'_>) {
+    let done = std::mem::take(&mut *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(done); // with the GIL held: each reference is released now
+}
+
+/// A body chunk from Python: large ones share the object's buffer, small ones are copied.
+pub fn chunk(b: &Bound<'_, PyBytes>) -> Bytes {
+    let data = b.as_bytes();
+    if data.len() < ZERO_COPY_MIN {
+        return Bytes::copy_from_slice(data);
+    }
+    Bytes::from_owner(PyBuf {
+        ptr: data.as_ptr(),
+        len: data.len(),
+        obj: std::mem::ManuallyDrop::new(b.clone().unbind()),
+    })
+}
+
 fn stream_err(e: StreamError) -> PyErr {
     ClientDisconnected::new_err(e.to_string())
 }
@@ -46,6 +101,8 @@ pub fn has_head(state: &Shared) -> bool {
 /// Sends `data` (head first if not yet sent) in one message; the GIL is released only when
 /// the connection's queue is full and the send must wait.
 pub fn send(py: Python<'_>, state: &Shared, data: Bytes) -> PyResult<()> {
+    // A long streamed response releases its earlier chunks as it goes.
+    release_deferred(py);
     let sent = (|| {
         let mut st = lock(state);
         let st = &mut *st;
@@ -247,7 +304,7 @@ impl WriteFn {
         if b.as_bytes().is_empty() {
             return Ok(());
         }
-        send(py, &self.state, Bytes::copy_from_slice(b.as_bytes()))
+        send(py, &self.state, chunk(b))
     }
 }
 
