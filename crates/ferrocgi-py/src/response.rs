@@ -181,10 +181,35 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '!' | '#'
+                | '$'
+                | '%'
+                | '&'
+                | '\''
+                | '*'
+                | '+'
+                | '-'
+                | '.'
+                | '^'
+                | '_'
+                | '`'
+                | '|'
+                | '~'
+        )
+}
+
+fn is_hop_by_hop(n: &str) -> bool {
+    // Most names are longer than any of these: skip the comparisons.
+    n.len() <= 19 && HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h))
 }
 
 fn latin1_bytes(s: &str) -> Bytes {
+    if s.is_ascii() {
+        return Bytes::copy_from_slice(s.as_bytes());
+    }
     Bytes::from(s.chars().map(|c| c as u8).collect::<Vec<u8>>())
 }
 
@@ -223,13 +248,15 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
                 "invalid response header name {n:?}"
             )));
         }
-        if HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h)) {
+        if is_hop_by_hop(&n) {
             return Err(PyAssertionError::new_err(format!(
                 "hop-by-hop header {n:?} is not allowed in a WSGI response (PEP 3333)"
             )));
         }
-        if v.chars()
-            .any(|c| (c.is_control() && c != '\t') || c as u32 > 0xff)
+        let bad_byte = |b: &u8| (b.is_ascii_control() && *b != b'\t') || *b >= 0x7f;
+        if v.as_bytes().iter().any(bad_byte)
+            && v.chars()
+                .any(|c| (c.is_control() && c != '\t') || c as u32 > 0xff)
         {
             return Err(PyValueError::new_err(format!(
                 "response header {n:?} has a control or non-latin-1 character in its value"
