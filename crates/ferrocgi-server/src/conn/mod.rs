@@ -21,7 +21,7 @@ pub(crate) mod codec;
 use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
 use crate::server::ServerCtx;
 use crate::Handler;
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use codec::{Ev, ServerCodec};
 use ferrocgi_proto::ResponseHead;
 use std::future::Future;
@@ -143,6 +143,9 @@ struct Conn<'a, C, H> {
     /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
     /// also means: a request was seen on this connection).
     fresh: bool,
+    /// Output queued ahead of `out`: large response chunks travel as their own buffers,
+    /// written with one vectored write instead of being copied into `out`.
+    segs: Vec<Bytes>,
     /// Handlers started since the last turn, not polled yet.
     new_tasks: Vec<Task>,
     /// Handlers that did not finish on their first poll.
@@ -173,6 +176,7 @@ pub(crate) async fn serve<S, C, H>(
         close: false,
         broken: false,
         fresh: true,
+        segs: Vec::new(),
         new_tasks: Vec::new(),
         tasks: Vec::new(),
     };
@@ -204,7 +208,7 @@ pub(crate) async fn serve<S, C, H>(
                     c.tasks.push(t);
                 }
             }
-            while c.out.len() < WRITE_BATCH {
+            while c.pending_out() < WRITE_BATCH {
                 match resp_rx.try_recv() {
                     Ok((id, part)) => c.on_part(id, part),
                     Err(_) => break,
@@ -220,14 +224,19 @@ pub(crate) async fn serve<S, C, H>(
             || (phase != Phase::Serving
                 && idle
                 && (close_when_idle || (phase == Phase::Retiring && !c.fresh)));
-        if done && !c.broken && !c.out.is_empty() {
+        if done && !c.broken && c.has_output() {
             stream.cork();
         }
-        if !c.out.is_empty() {
+        if c.has_output() {
             // flush: a no-op on sockets, but tokio's stdout (CGI) buffers, and its shutdown
             // does not flush.
+            let (out, segs) = (&mut c.out, &mut c.segs);
             let write = async {
-                stream.write_all(&c.out).await?;
+                if segs.is_empty() {
+                    stream.write_all(out).await?;
+                } else {
+                    write_segments(&mut stream, segs, out).await?;
+                }
                 stream.flush().await
             };
             let written = match cfg.write_timeout {
@@ -245,6 +254,7 @@ pub(crate) async fn serve<S, C, H>(
                 break;
             }
             c.out.clear();
+            c.segs.clear();
         }
         if done {
             break;
@@ -282,7 +292,7 @@ pub(crate) async fn serve<S, C, H>(
             biased;
             Some((id, part)) = resp_rx.recv() => {
                 c.on_part(id, part);
-                while c.out.len() < WRITE_BATCH {
+                while c.pending_out() < WRITE_BATCH {
                     match resp_rx.try_recv() {
                         Ok((id, part)) => c.on_part(id, part),
                         Err(_) => break,
@@ -361,7 +371,52 @@ pub(crate) async fn serve<S, C, H>(
     }
 }
 
+/// Response chunks at least this long are queued as they are, not copied into the write buffer.
+const SHARE_MIN: usize = 8 * 1024;
+
+/// Writes `segs` then `out`, as few vectored writes as the socket takes.
+async fn write_segments<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    segs: &mut Vec<Bytes>,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    if !out.is_empty() {
+        segs.push(out.split().freeze());
+    }
+    let mut first = 0;
+    while first < segs.len() {
+        let mut n = {
+            let slices: Vec<std::io::IoSlice<'_>> = segs[first..]
+                .iter()
+                .take(64)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            stream.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < segs.len() && n >= segs[first].len() {
+            n -= segs[first].len();
+            first += 1;
+        }
+        if n > 0 {
+            segs[first].advance(n);
+        }
+    }
+    segs.clear();
+    Ok(())
+}
+
 impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || !self.segs.is_empty()
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() + self.segs.iter().map(Bytes::len).sum::<usize>()
+    }
+
     fn find(&mut self, id: u16) -> Option<&mut ReqState> {
         self.reqs.iter_mut().find(|r| r.id == id)
     }
@@ -541,7 +596,11 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                 self.reqs[i].started = true;
             }
             Part::Data(data) if !aborted && self.reqs[i].started => {
-                self.codec.body(id, &data, out);
+                if data.len() >= SHARE_MIN {
+                    self.codec.body_shared(id, data, out, &mut self.segs);
+                } else {
+                    self.codec.body(id, &data, out);
+                }
             }
             Part::Stderr(data) if !aborted && !self.codec.stderr(id, &data, out) => {
                 warn!(peer = %self.peer, "application error output: {}",
