@@ -184,7 +184,10 @@ def configs() -> list[Config]:
 # ---------------------------------------------------------------- nginx
 
 
-def nginx_conf(cfgs: list[Config], worker_connections: int) -> str:
+def nginx_conf(cfgs: list[Config], worker_connections: int, keepalive: int) -> str:
+    """``keepalive``: idle upstream connections each upstream keeps; sized to the most client
+    connections of the run, or past it nginx closes and reopens upstream connections on every
+    request (the 1,024-connection sweep would measure reconnects)."""
     lines = [
         "daemon off;",
         "user root;",
@@ -207,7 +210,7 @@ def nginx_conf(cfgs: list[Config], worker_connections: int) -> str:
         target = c.backend if c.backend.startswith("unix:") else c.backend
         if c.keepalive:
             lines.append(
-                f"  upstream u_{c.port} {{ server {target}; keepalive 256; keepalive_requests 1000000; }}"
+                f"  upstream u_{c.port} {{ server {target}; keepalive {keepalive}; keepalive_requests 1000000; }}"
             )
         lines.append(f"  server {{ listen 127.0.0.1:{c.port}; server_name {c.name};")
         if c.upstream == "return":
@@ -908,7 +911,8 @@ def main() -> int:
     logs.mkdir(parents=True)
     lua = write_lua()
     conf = RUN / "nginx.conf"
-    conf.write_text(nginx_conf(cfgs, worker_connections=4096))
+    keepalive = max([args.connections, *levels])
+    conf.write_text(nginx_conf(cfgs, worker_connections=4096, keepalive=keepalive))
     run = Run(quick, seconds, rounds, args.connections, machine(), versions(), stamp, failures=failures)
     run.configs = [asdict(c) for c in cfgs]
     for f in failures:

@@ -11,10 +11,43 @@ use crate::wsgi::{ErrorStream, FileWrapper};
 use ferrocgi_server::{Params, Protocol};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
+use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
+use std::sync::Mutex;
+
+/// Most param names kept in [`EnvironBase`]'s key cache: the names front ends send are few,
+/// but header names come from clients, and hostile ones must not grow it without bound.
+pub const KEY_CACHE_MAX: usize = 256;
+
+/// FNV-1a: param names are short, and SipHash's DoS resistance is moot for a capped map.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type KeyCache = HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv>>;
 
 /// The constant part of every environ.
 pub struct EnvironBase {
     dict: Py<PyDict>,
+    /// Param name → its interned `str` (the environ key), so each request's keys are found,
+    /// not built. Only touched with the GIL held; the lock is never contended.
+    keys: Mutex<KeyCache>,
 }
 
 impl EnvironBase {
@@ -31,15 +64,51 @@ impl EnvironBase {
             "SERVER_SOFTWARE",
             concat!("ferrocgi/", env!("CARGO_PKG_VERSION")),
         )?;
-        Ok(EnvironBase { dict: d.unbind() })
+        Ok(EnvironBase {
+            dict: d.unbind(),
+            keys: Mutex::new(KeyCache::default()),
+        })
+    }
+}
+
+/// The environ key for a param name, from the cache when it is there. `true` when the key is
+/// interned (the name was valid UTF-8): the same name then always gives the same object.
+fn key_for<'py>(
+    py: Python<'py>,
+    cache: &mut KeyCache,
+    name: &[u8],
+) -> (Bound<'py, PyString>, bool) {
+    if let Some(k) = cache.get(name) {
+        return (k.bind(py).clone(), true);
+    }
+    match std::str::from_utf8(name) {
+        Ok(k) => {
+            let key = PyString::intern(py, k);
+            if cache.len() < KEY_CACHE_MAX {
+                cache.insert(name.into(), key.clone().unbind());
+            }
+            (key, true)
+        }
+        Err(_) => (latin1(py, name), false),
     }
 }
 
 /// Bytes as a latin-1 `str`.
 pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(b) {
-        Ok(s) if b.is_ascii() => PyString::new(py, s),
-        _ => PyString::new(py, &b.iter().map(|&c| c as char).collect::<String>()),
+    // SAFETY: the pointer and length describe `b`; latin-1 decoding cannot fail (every byte
+    // is a code point), short of memory, which pyo3 turns into a panic-free error check.
+    unsafe {
+        let p = pyo3::ffi::PyUnicode_DecodeLatin1(
+            b.as_ptr().cast(),
+            b.len() as pyo3::ffi::Py_ssize_t,
+            std::ptr::null(),
+        );
+        if p.is_null() {
+            // Only out of memory: fall back to the slow path, which reports it.
+            drop(PyErr::take(py));
+            return PyString::new(py, &b.iter().map(|&c| c as char).collect::<String>());
+        }
+        Bound::from_owned_ptr(py, p).cast_into_unchecked()
     }
 }
 
@@ -53,6 +122,11 @@ fn skipped(name: &[u8]) -> bool {
             | b"HTTP_CONTENT_LENGTH"
             | b"HTTP_CONTENT_TYPE"
     )
+}
+
+/// Params whose key the base dict already holds.
+fn in_base(name: &[u8]) -> bool {
+    name == b"SERVER_SOFTWARE" || name.starts_with(b"wsgi.")
 }
 
 fn is_on(v: Option<&[u8]>) -> bool {
@@ -71,28 +145,37 @@ pub fn build_environ<'py>(
     errors: Py<ErrorStream>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let env = base.dict.bind(py).copy()?;
+    let mut cache = base.keys.lock().unwrap_or_else(|e| e.into_inner());
+    // Keys set from params so far (interned ones are unique objects, compared by address): a
+    // repeat is rare, and only a repeat needs a look at the dict.
+    let mut seen: Vec<*mut pyo3::ffi::PyObject> = Vec::with_capacity(32);
     for (name, value) in params.iter() {
         if skipped(name) {
             continue;
         }
-        let key = match std::str::from_utf8(name) {
-            Ok(k) => PyString::intern(py, k),
-            Err(_) => latin1(py, name),
-        };
+        let (key, interned) = key_for(py, &mut cache, name);
+        // (An address reused by a key dropped meanwhile only sends a name the safe way.)
+        let repeat = !interned || seen.contains(&key.as_ptr()) || in_base(name);
+        if interned {
+            seen.push(key.as_ptr());
+        }
         let v = latin1(py, value);
-        // A repeated header (nginx sends one param per occurrence) is joined as HTTP says.
-        if name.starts_with(b"HTTP_") {
-            if let Some(prev) = env.get_item(&key)? {
-                let sep = if name == b"HTTP_COOKIE" { "; " } else { ", " };
-                let joined = format!("{}{sep}{}", prev.extract::<String>()?, v.to_cow()?);
-                env.set_item(&key, joined)?;
-                continue;
+        if repeat {
+            // A repeated header (nginx sends one param per occurrence) is joined as HTTP says.
+            if name.starts_with(b"HTTP_") {
+                if let Some(prev) = env.get_item(&key)? {
+                    let sep = if name == b"HTTP_COOKIE" { "; " } else { ", " };
+                    let joined = format!("{}{sep}{}", prev.extract::<String>()?, v.to_cow()?);
+                    env.set_item(&key, joined)?;
+                    continue;
+                }
+            } else if env.contains(&key)? && !name.starts_with(b"wsgi.") {
+                continue; // first one wins for CGI variables
             }
-        } else if env.contains(&key)? && !key.to_cow()?.starts_with("wsgi.") {
-            continue; // first one wins for CGI variables
         }
         env.set_item(key, v)?;
     }
+    drop(cache);
     let (sn, pi) = script_and_path(
         params,
         protocol,
@@ -103,11 +186,11 @@ pub fn build_environ<'py>(
     env.set_item(pyo3::intern!(py, "PATH_INFO"), latin1(py, &pi))?;
     env.set_item(pyo3::intern!(py, "CONTENT_LENGTH"), body_len.to_string())?;
     for (k, default) in [
-        ("REQUEST_METHOD", "GET"),
-        ("QUERY_STRING", ""),
-        ("SERVER_PROTOCOL", "HTTP/1.1"),
-        ("SERVER_NAME", "localhost"),
-        ("SERVER_PORT", "80"),
+        (pyo3::intern!(py, "REQUEST_METHOD"), "GET"),
+        (pyo3::intern!(py, "QUERY_STRING"), ""),
+        (pyo3::intern!(py, "SERVER_PROTOCOL"), "HTTP/1.1"),
+        (pyo3::intern!(py, "SERVER_NAME"), "localhost"),
+        (pyo3::intern!(py, "SERVER_PORT"), "80"),
     ] {
         if !env.contains(k)? {
             env.set_item(k, default)?;
@@ -124,4 +207,30 @@ pub fn build_environ<'py>(
     env.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
     env.set_item(pyo3::intern!(py, "wsgi.errors"), errors)?;
     Ok(env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_cache_is_capped_and_keys_are_interned() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut cache = KeyCache::default();
+            for i in 0..1000 {
+                let name = format!("HTTP_X_HOSTILE_{i}");
+                let (k, interned) = key_for(py, &mut cache, name.as_bytes());
+                assert!(interned);
+                assert_eq!(k.to_cow().unwrap(), name);
+                let (again, _) = key_for(py, &mut cache, name.as_bytes());
+                assert!(again.is(&k));
+            }
+            assert_eq!(cache.len(), KEY_CACHE_MAX);
+            let (k, interned) = key_for(py, &mut cache, b"X_\xff");
+            assert!(!interned);
+            assert_eq!(k.to_cow().unwrap(), "X_\u{ff}");
+            assert_eq!(latin1(py, b"caf\xe9").to_cow().unwrap(), "caf\u{e9}");
+        });
+    }
 }

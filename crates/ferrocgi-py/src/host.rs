@@ -4,23 +4,26 @@
 //! # Theory of operation
 //!
 //! `handle` (async, no GIL) reads the body ([`crate::input::collect`]), answers 413 itself when
-//! it is too large, then queues a [`Job`] for the pool and waits for it to finish, so the
-//! server's in-flight limit counts requests until their response is complete. Each pool thread
+//! it is too large, then queues a [`Job`] for the pool and returns: the job carries the
+//! request's [`Responder`], which keeps the request counted in flight until the response is
+//! complete. Each pool thread
 //! holds the GIL only while Python code runs: waiting for a job and every blocking send of
 //! response bytes happen with the GIL released.
 
 use crate::environ::{build_environ, EnvironBase};
 use crate::input::{collect, BodyData, CollectError, InputStream};
+use crate::queue::{Queue, Take};
 use crate::response::{self, lock, ClientDisconnected, ResponseState, StartResponse};
 use crate::watchdog::{OnWedged, RequestTimeout, Watchdog};
 use crate::wsgi::{ErrorStream, FileWrapper};
 use bytes::Bytes;
-use ferrocgi_server::{Handler, Params, Protocol, Request, Responder, ResponseHead};
+use ferrocgi_server::{
+    Batch, Handler, Params, Protocol, Request, Responder, ResponseHead, TrySend,
+};
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList, PyTuple};
 use std::io::Read;
 use std::sync::{Arc, Mutex};
-use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
 /// Settings of the host (from the option set).
@@ -54,12 +57,11 @@ pub struct Job {
     pub body: BodyData,
     pub body_len: u64,
     pub resp: Responder,
-    pub done: oneshot::Sender<()>,
 }
 
 /// The [`Handler`] side: async, never touches Python.
 pub struct WsgiHandler {
-    jobs: crossbeam_channel::Sender<Job>,
+    jobs: Arc<Queue<Job>>,
     settings: Arc<HostSettings>,
     pool: Pool,
 }
@@ -80,6 +82,12 @@ impl Pool {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         true
+    }
+}
+
+impl Drop for WsgiHandler {
+    fn drop(&mut self) {
+        self.jobs.close();
     }
 }
 
@@ -128,7 +136,6 @@ impl Handler for WsgiHandler {
                 .await;
             }
         };
-        let (done, finished) = oneshot::channel();
         let job = Job {
             protocol: req.protocol,
             params: req.params,
@@ -136,19 +143,16 @@ impl Handler for WsgiHandler {
             body,
             body_len,
             resp,
-            done,
         };
-        if let Err(e) = self.jobs.send(job) {
+        if let Err(job) = self.jobs.push(job) {
             error!("the Python worker pool is gone; answering 503");
-            let job = e.into_inner();
-            return answer(
+            answer(
                 job.resp,
                 plain(503, "Service Unavailable"),
                 b"server stopping\n",
             )
             .await;
         }
-        let _ = finished.await;
     }
 }
 
@@ -177,10 +181,10 @@ impl Host {
             settings: settings.clone(),
             watchdog,
         });
-        let (tx, rx) = crossbeam_channel::unbounded::<Job>();
+        let queue = Queue::new();
         let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for i in 0..threads.max(1) {
-            let rx = rx.clone();
+            let rx = queue.clone();
             let host = host.clone();
             let live = live.clone();
             live.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -194,20 +198,30 @@ impl Host {
                 .map_err(PyErr::from)?;
         }
         Ok(WsgiHandler {
-            jobs: tx,
+            jobs: queue,
             settings,
             pool: Pool(live),
         })
     }
 
-    fn worker(&self, py: Python<'_>, rx: crossbeam_channel::Receiver<Job>) {
+    fn worker(&self, py: Python<'_>, rx: Arc<Queue<Job>>) {
         // The watchdog finds this thread's Python stack by its ident.
         let ident: u64 = py
             .import("threading")
             .and_then(|t| t.call_method0("get_ident"))
             .and_then(|i| i.extract())
             .unwrap_or(0);
-        while let Ok(job) = py.detach(|| rx.recv()) {
+        loop {
+            // The GIL is released only to wait: a queued job is taken while holding it.
+            let job = match rx.take() {
+                Take::Job(job) => job,
+                Take::Wait(w) => match py.detach(|| w.wait()) {
+                    Some(job) => job,
+                    None => break,
+                },
+                Take::Closed => break,
+            };
+            response::release_deferred(py);
             self.run(py, job, ident);
         }
     }
@@ -221,7 +235,6 @@ impl Host {
             body,
             body_len,
             resp,
-            done,
         } = job;
         let state: response::Shared = Arc::new(Mutex::new(ResponseState {
             head: None,
@@ -236,20 +249,31 @@ impl Host {
         let mut st = lock(&state);
         let st = &mut *st;
         let Some(mut resp) = st.responder.take() else {
-            return drop(done);
+            return;
         };
         match outcome {
-            Ok(()) => {
-                py.detach(|| {
-                    if !st.sent {
-                        let head = st.head.take().unwrap_or_else(|| {
-                            error!(uri, "the application returned without calling start_response; answered 500");
-                            plain(500, "Internal Server Error")
-                        });
-                        let _ = resp.blocking_start(head);
-                    }
-                    let _ = resp.blocking_finish();
+            Ok(last) => {
+                // The head (if not sent yet), the last chunk and the end in one message, sent
+                // without releasing the GIL unless the connection's queue is full.
+                let head = (!st.sent).then(|| {
+                    st.head.take().unwrap_or_else(|| {
+                        error!(
+                            uri,
+                            "the application returned without calling start_response; answered 500"
+                        );
+                        plain(500, "Internal Server Error")
+                    })
                 });
+                let batch = Batch {
+                    head,
+                    data: last.unwrap_or_default(),
+                    end: true,
+                };
+                if let Ok(TrySend::Full(batch)) = resp.try_send(batch) {
+                    py.detach(|| {
+                        let _ = resp.blocking_send_batch(batch);
+                    });
+                }
             }
             Err(e) if e.is_instance_of::<RequestTimeout>(py) => {
                 // The watchdog logged the stack already.
@@ -289,7 +313,6 @@ impl Host {
                 });
             }
         }
-        drop(done);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -303,7 +326,7 @@ impl Host {
         body: BodyData,
         body_len: u64,
         state: &response::Shared,
-    ) -> PyResult<()> {
+    ) -> PyResult<Option<Bytes>> {
         let input = Py::new(py, InputStream::new(body))?;
         let errors = Py::new(py, ErrorStream::new(uri.to_string(), peer.clone()))?;
         let environ = build_environ(
@@ -325,43 +348,75 @@ impl Host {
         let iterable = self.app.bind(py).call1((environ, sr))?;
         let sent = stream_iterable(py, &iterable, state);
         // PEP 3333: close() is called whatever happened, even after an exception.
-        let closed = match iterable.getattr(pyo3::intern!(py, "close")) {
-            Ok(close) => close.call0().map(|_| ()),
-            Err(_) => Ok(()),
+        let plain =
+            iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+        let closed = if plain {
+            Ok(()) // lists and tuples have no close()
+        } else {
+            match iterable.getattr_opt(pyo3::intern!(py, "close")) {
+                Ok(Some(close)) => close.call0().map(|_| ()),
+                _ => Ok(()),
+            }
         };
-        sent.and(closed)
+        match (sent, closed) {
+            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            (Ok(last), Ok(())) => Ok(last),
+        }
     }
 }
 
+fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {
+    item.cast::<PyBytes>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "the application must yield bytes, not {}",
+            item.get_type()
+                .name()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        ))
+    })
+}
+
 /// Sends every chunk of the application's iterable; `wsgi.file_wrapper` over a real file is
-/// read and sent by Rust without the GIL.
+/// read and sent by Rust without the GIL. The last chunk of a list or tuple (whose length is
+/// known, so holding it back delays nothing) is returned instead, for the caller to send
+/// together with the end of the response.
 fn stream_iterable(
     py: Python<'_>,
     iterable: &Bound<'_, PyAny>,
     state: &response::Shared,
-) -> PyResult<()> {
+) -> PyResult<Option<Bytes>> {
     if let Ok(fw) = iterable.cast::<FileWrapper>() {
         if let Some(file) = fw.get().dup_file(py) {
-            return send_file(py, file, fw.get().blksize, state);
+            return send_file(py, file, fw.get().blksize, state).map(|()| None);
         }
+    }
+    let sized =
+        iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
+    if sized {
+        let n = iterable.len()?;
+        for i in 0..n {
+            let item = iterable.get_item(i)?;
+            let b = as_bytes(&item)?;
+            if b.as_bytes().is_empty() {
+                continue;
+            }
+            // Holding back needs a head to send it with; without one, `send` raises.
+            if i + 1 == n && response::has_head(state) {
+                return Ok(Some(response::chunk(b)));
+            }
+            response::send(py, state, response::chunk(b))?;
+        }
+        return Ok(None);
     }
     for item in iterable.try_iter()? {
         let item = item?;
-        let b = item.cast::<PyBytes>().map_err(|_| {
-            pyo3::exceptions::PyTypeError::new_err(format!(
-                "the application must yield bytes, not {}",
-                item.get_type()
-                    .name()
-                    .map(|n| n.to_string())
-                    .unwrap_or_default()
-            ))
-        })?;
-        let data = b.as_bytes();
-        if !data.is_empty() {
-            response::send(py, state, Bytes::copy_from_slice(data))?;
+        let b = as_bytes(&item)?;
+        if !b.as_bytes().is_empty() {
+            response::send(py, state, response::chunk(b))?;
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn send_file(

@@ -80,15 +80,20 @@ pub async fn collect(
 /// `wsgi.input`: a read-only binary stream over the collected body.
 #[pyclass(module = "ferrocgi._ferrocgi", name = "InputStream")]
 pub struct InputStream {
-    inner: Mutex<Box<dyn BufRead + Send>>,
+    inner: Mutex<Source>,
+}
+
+enum Source {
+    Memory(Cursor<Bytes>),
+    File(BufReader<std::fs::File>),
 }
 
 impl InputStream {
     /// A stream over `data`.
     pub fn new(data: BodyData) -> Self {
-        let inner: Box<dyn BufRead + Send> = match data {
-            BodyData::Memory(b) => Box::new(Cursor::new(b)),
-            BodyData::File(f) => Box::new(BufReader::with_capacity(64 * 1024, f)),
+        let inner = match data {
+            BodyData::Memory(b) => Source::Memory(Cursor::new(b)),
+            BodyData::File(f) => Source::File(BufReader::with_capacity(64 * 1024, f)),
         };
         InputStream {
             inner: Mutex::new(inner),
@@ -103,12 +108,33 @@ impl InputStream {
     where
         R: Send,
     {
-        // File reads may touch the disk: let other Python threads run meanwhile.
-        py.detach(|| {
-            let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut **guard)
-        })
-        .map_err(PyErr::from)
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        match &mut *guard {
+            // Memory: a copy at most, cheaper than releasing the GIL.
+            Source::Memory(c) => f(c).map_err(PyErr::from),
+            // File reads may touch the disk: let other Python threads run meanwhile.
+            Source::File(r) => py.detach(|| f(r)).map_err(PyErr::from),
+        }
+    }
+
+    /// `read(size)` of an in-memory body: one copy, straight into the new `bytes`.
+    fn read_memory<'py>(
+        &self,
+        py: Python<'py>,
+        size: Option<usize>,
+    ) -> Option<Bound<'py, PyBytes>> {
+        let mut guard = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let Source::Memory(c) = &mut *guard else {
+            return None;
+        };
+        let pos = usize::try_from(c.position())
+            .unwrap_or(usize::MAX)
+            .min(c.get_ref().len());
+        let rest = &c.get_ref()[pos..];
+        let n = size.map_or(rest.len(), |s| s.min(rest.len()));
+        let out = PyBytes::new(py, &rest[..n]);
+        c.set_position((pos + n) as u64);
+        Some(out)
     }
 }
 
@@ -149,8 +175,11 @@ impl InputStream {
     /// Reads up to `size` bytes, or everything left when `size` is omitted or negative.
     #[pyo3(signature = (size=None))]
     fn read<'py>(&self, py: Python<'py>, size: Option<isize>) -> PyResult<Bound<'py, PyBytes>> {
+        if let Some(b) = self.read_memory(py, size_arg(size)) {
+            return Ok(b);
+        }
         let data = self.with(py, |r| {
-            let mut out = Vec::new();
+            let mut out = Vec::with_capacity(size_arg(size).unwrap_or(0).min(1 << 20));
             match size_arg(size) {
                 Some(n) => {
                     r.take(n as u64).read_to_end(&mut out)?;

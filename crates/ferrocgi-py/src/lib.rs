@@ -14,6 +14,7 @@ pub mod environ;
 pub mod host;
 pub mod input;
 pub mod paths;
+pub mod queue;
 pub mod response;
 pub mod serve;
 pub mod watchdog;

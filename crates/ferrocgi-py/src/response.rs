@@ -2,10 +2,10 @@
 //! thread (the GIL is released for every blocking send).
 
 use bytes::Bytes;
-use ferrocgi_server::{Responder, ResponseHead, StreamError};
+use ferrocgi_server::{Batch, Responder, ResponseHead, StreamError, TrySend};
 use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 use std::sync::{Arc, Mutex};
 
 pyo3::create_exception!(
@@ -33,26 +33,111 @@ pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ResponseState> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Body chunks at least this long are sent without a copy (see [`chunk`]).
+pub const ZERO_COPY_MIN: usize = 8 * 1024;
+
+/// A `bytes` object's buffer, shared with the connection loop instead of copied (`bytes` are
+/// immutable). The loop drops it without the GIL, so the reference goes to [`DEFERRED`] and a
+/// Python thread releases it with the GIL ([`release_deferred`], before each request).
+struct PyBuf {
+    obj: std::mem::ManuallyDrop<Py<PyBytes>>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: the buffer of a `bytes` object never changes and lives as long as the object, which
+// `obj` keeps alive; the object itself is only released with the GIL (see `Drop`).
+unsafe impl Send for PyBuf {}
+// SAFETY: as for `Send`: shared access only reads the immutable buffer.
+unsafe impl Sync for PyBuf {}
+
+impl AsRef<[u8]> for PyBuf {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see `unsafe impl Send`.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for PyBuf {
+    fn drop(&mut self) {
+        // SAFETY: `obj` is not used again.
+        let obj = unsafe { std::mem::ManuallyDrop::take(&mut self.obj) };
+        DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(obj);
+    }
+}
+
+/// `bytes` objects whose buffers the connection loops are done with.
+static DEFERRED: Mutex<Vec<Py<PyBytes>>> = Mutex::new(Vec::new());
+
+/// Releases the `bytes` objects the connection loops are done with.
+pub fn release_deferred(_py: Python<'_>) {
+    let done = std::mem::take(&mut *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()));
+    drop(done); // with the GIL held: each reference is released now
+}
+
+/// A body chunk from Python: large ones share the object's buffer, small ones are copied.
+pub fn chunk(b: &Bound<'_, PyBytes>) -> Bytes {
+    let data = b.as_bytes();
+    if data.len() < ZERO_COPY_MIN {
+        return Bytes::copy_from_slice(data);
+    }
+    Bytes::from_owner(PyBuf {
+        ptr: data.as_ptr(),
+        len: data.len(),
+        obj: std::mem::ManuallyDrop::new(b.clone().unbind()),
+    })
+}
+
 fn stream_err(e: StreamError) -> PyErr {
     ClientDisconnected::new_err(e.to_string())
 }
 
-/// Sends `data` (head first if not yet sent), releasing the GIL while waiting.
+/// True when a head can go out with the next body chunk (start_response was called).
+pub fn has_head(state: &Shared) -> bool {
+    let st = lock(state);
+    st.sent || st.head.is_some()
+}
+
+/// Sends `data` (head first if not yet sent) in one message; the GIL is released only when
+/// the connection's queue is full and the send must wait.
 pub fn send(py: Python<'_>, state: &Shared, data: Bytes) -> PyResult<()> {
-    py.detach(|| {
+    // A long streamed response releases its earlier chunks as it goes.
+    release_deferred(py);
+    let sent = (|| {
         let mut st = lock(state);
         let st = &mut *st;
         let Some(resp) = st.responder.as_mut() else {
             return Err(StreamError::Disconnected);
         };
-        if !st.sent {
+        let head = if st.sent {
+            None
+        } else {
             let head = st.head.take().ok_or(StreamError::Aborted)?;
             st.sent = true;
-            resp.blocking_start(head)?;
+            Some(head)
+        };
+        let batch = Batch {
+            head,
+            data,
+            end: false,
+        };
+        match resp.try_send(batch)? {
+            TrySend::Sent => Ok(None),
+            TrySend::Full(batch) => Ok(Some(batch)),
         }
-        resp.blocking_write(data)
-    })
-    .map_err(|e| match e {
+    })();
+    let sent = match sent {
+        Ok(Some(batch)) => py.detach(|| {
+            let mut st = lock(state);
+            match st.responder.as_mut() {
+                Some(resp) => resp.blocking_send_batch(batch),
+                None => Err(StreamError::Disconnected),
+            }
+        }),
+        Ok(None) => Ok(()),
+        Err(e) => Err(e),
+    };
+    sent.map_err(|e| match e {
         StreamError::Aborted if !lock(state).sent => PyAssertionError::new_err(
             "the application sent body data before calling start_response",
         ),
@@ -96,10 +181,35 @@ const HOP_BY_HOP: &[&str] = &[
 ];
 
 fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c)
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '!' | '#'
+                | '$'
+                | '%'
+                | '&'
+                | '\''
+                | '*'
+                | '+'
+                | '-'
+                | '.'
+                | '^'
+                | '_'
+                | '`'
+                | '|'
+                | '~'
+        )
+}
+
+fn is_hop_by_hop(n: &str) -> bool {
+    // Most names are longer than any of these: skip the comparisons.
+    n.len() <= 19 && HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h))
 }
 
 fn latin1_bytes(s: &str) -> Bytes {
+    if s.is_ascii() {
+        return Bytes::copy_from_slice(s.as_bytes());
+    }
     Bytes::from(s.chars().map(|c| c as u8).collect::<Vec<u8>>())
 }
 
@@ -138,13 +248,15 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
                 "invalid response header name {n:?}"
             )));
         }
-        if HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h)) {
+        if is_hop_by_hop(&n) {
             return Err(PyAssertionError::new_err(format!(
                 "hop-by-hop header {n:?} is not allowed in a WSGI response (PEP 3333)"
             )));
         }
-        if v.chars()
-            .any(|c| (c.is_control() && c != '\t') || c as u32 > 0xff)
+        let bad_byte = |b: &u8| (b.is_ascii_control() && *b != b'\t') || *b >= 0x7f;
+        if v.as_bytes().iter().any(bad_byte)
+            && v.chars()
+                .any(|c| (c.is_control() && c != '\t') || c as u32 > 0xff)
         {
             return Err(PyValueError::new_err(format!(
                 "response header {n:?} has a control or non-latin-1 character in its value"
@@ -219,7 +331,7 @@ impl WriteFn {
         if b.as_bytes().is_empty() {
             return Ok(());
         }
-        send(py, &self.state, Bytes::copy_from_slice(b.as_bytes()))
+        send(py, &self.state, chunk(b))
     }
 }
 

@@ -50,9 +50,8 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, args: ServeArgs) -> PyResult<()> {
     let pool = handler.pool();
     let config = args.config;
     let served = py.detach(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("ferrocgi-io")
+        // One I/O thread (this one, with the accept loop): the Python threads need the cores.
+        let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         rt.block_on(async move {
@@ -354,7 +353,8 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
             reload_on: opts.reload_on.clone(),
             exit_on_change: watch_script,
             reopen_logs: Some(reopen),
-            io_threads: 2,
+            // One I/O thread, the accept loop's: the Python threads need the cores more.
+            io_threads: 0,
             ..RunPlan::default()
         };
         let end = py.detach(|| runner::run(server, plan))?;

@@ -9,6 +9,7 @@
 //! slow application stops the connection from reading more of the body, and a slow front end
 //! stops the application from producing more response.
 
+use crate::server::Ticket;
 use bytes::Bytes;
 use ferrocgi_proto::{Params, ResponseHead};
 use std::fmt;
@@ -51,8 +52,12 @@ impl fmt::Display for Protocol {
 
 /// An application: called once per request, on the server's async runtime.
 ///
-/// The future should return when the response is finished; dropping the [`Responder`] without
-/// calling [`Responder::finish`] ends the request as failed (a 500 if nothing was sent yet).
+/// The future is polled by the connection's own task (no task per request), so it must not
+/// block the thread. It may return before the response is finished, once it handed the
+/// [`Responder`] on (to a thread of its own, say): the request counts as in flight until the
+/// responder is dropped. Dropping the [`Responder`] without calling [`Responder::finish`] ends
+/// the request as failed (a 500 if nothing was sent yet). When the connection ends early, a
+/// handler future still pending is dropped.
 pub trait Handler: Send + Sync + 'static {
     /// Serves one request.
     fn handle(&self, req: Request, resp: Responder) -> impl Future<Output = ()> + Send;
@@ -185,6 +190,30 @@ pub(crate) enum Part {
     End,
     /// The response cannot be completed: tell the front end it is broken.
     Fail,
+    /// Several of the above in one message (one wake-up of the connection loop).
+    Batch(Batch),
+}
+
+/// Response parts sent as one message: the head (if given), a piece of body (if not empty),
+/// then, with `end`, the end of the response. See [`Responder::try_send`].
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// The status and headers, when not sent yet.
+    pub head: Option<ResponseHead>,
+    /// A piece of the body (may be empty).
+    pub data: Bytes,
+    /// Completes the response (as [`Responder::finish`]).
+    pub end: bool,
+}
+
+/// What [`Responder::try_send`] did.
+#[derive(Debug)]
+pub enum TrySend {
+    /// Sent.
+    Sent,
+    /// The connection's queue is full: nothing was sent, the batch is handed back (send it
+    /// with [`Responder::blocking_send_batch`], or wait and retry).
+    Full(Batch),
 }
 
 /// Sends one request's response, in order: [`Responder::start`], any number of
@@ -196,16 +225,25 @@ pub struct Responder {
     shared: Arc<Shared>,
     started: bool,
     finished: bool,
+    /// Keeps the request counted in flight; declared last so it drops after `Drop::drop` sent
+    /// the request's end.
+    _ticket: Ticket,
 }
 
 impl Responder {
-    pub(crate) fn new(id: u16, tx: mpsc::Sender<(u16, Part)>, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        id: u16,
+        tx: mpsc::Sender<(u16, Part)>,
+        shared: Arc<Shared>,
+        ticket: Ticket,
+    ) -> Self {
         Responder {
             id,
             tx,
             shared,
             started: false,
             finished: false,
+            _ticket: ticket,
         }
     }
 
@@ -279,6 +317,61 @@ impl Responder {
     pub async fn fail(mut self) {
         self.finished = true;
         let _ = self.tx.send((self.id, Part::Fail)).await;
+    }
+
+    /// Sends `batch` without waiting. An `end` batch completes the response as
+    /// [`Responder::finish`] does (after an abort it still ends the request, and reports the
+    /// abort); the responder must not be used for more parts after it.
+    pub fn try_send(&mut self, batch: Batch) -> Result<TrySend, StreamError> {
+        let end = batch.end;
+        let aborted = self.check();
+        if aborted.is_err() && !end {
+            return Err(StreamError::Aborted);
+        }
+        let started = batch.head.is_some();
+        let part = match aborted {
+            Ok(()) => Part::Batch(batch),
+            Err(_) => Part::End,
+        };
+        match self.tx.try_send((self.id, part)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((_, part))) => {
+                return Ok(TrySend::Full(match part {
+                    Part::Batch(b) => b,
+                    _ => Batch {
+                        end: true,
+                        ..Batch::default()
+                    },
+                }));
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StreamError::Disconnected),
+        }
+        self.started |= started;
+        if end {
+            self.finished = true;
+        }
+        aborted.map(|()| TrySend::Sent)
+    }
+
+    /// [`Responder::try_send`] that waits for room, for threads outside the async runtime.
+    pub fn blocking_send_batch(&mut self, batch: Batch) -> Result<(), StreamError> {
+        let end = batch.end;
+        let aborted = self.check();
+        if aborted.is_err() && !end {
+            return aborted;
+        }
+        self.started |= batch.head.is_some();
+        let part = match aborted {
+            Ok(()) => Part::Batch(batch),
+            Err(_) => Part::End,
+        };
+        if end {
+            self.finished = true;
+        }
+        self.tx
+            .blocking_send((self.id, part))
+            .map_err(|_| StreamError::Disconnected)?;
+        aborted
     }
 
     /// [`Responder::start`] for threads outside the async runtime.

@@ -21,7 +21,7 @@ pub mod process;
 mod server;
 
 pub use ferrocgi_proto::{Params, ResponseHead};
-pub use handler::{Body, Handler, Protocol, Request, Responder, StreamError};
+pub use handler::{Batch, Body, Handler, Protocol, Request, Responder, StreamError, TrySend};
 pub use listener::{BindAddr, Listener, UnixSocketOptions};
 pub use server::{
     Load, Server, ServerConfig, Stop, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS,

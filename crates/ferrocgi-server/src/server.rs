@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, info, warn};
 
 /// Default for [`ServerConfig::max_connections`]: enough for nginx/Apache keep-alive pools of
@@ -80,6 +80,8 @@ pub struct Load {
     pub in_flight: usize,
     /// Requests served to completion since the start.
     pub served: u64,
+    /// Requests started since the start (served, in flight, or abandoned).
+    pub started: u64,
     /// Connections accepted whose first request has not arrived yet: a prefork worker counts
     /// them as work, or it would accept every waiting connection before parsing any.
     pub fresh: usize,
@@ -98,7 +100,7 @@ pub(crate) struct ServerCtx<H> {
     pub(crate) config: ServerConfig,
     /// One permit per request in flight.
     pub(crate) slots: Arc<Semaphore>,
-    pub(crate) load: watch::Sender<Load>,
+    pub(crate) load: Arc<watch::Sender<Load>>,
 }
 
 impl<H> ServerCtx<H> {
@@ -106,15 +108,39 @@ impl<H> ServerCtx<H> {
         self.load.send_modify(|l| l.fresh -= 1);
     }
 
-    pub(crate) fn request_started(&self) {
-        self.load.send_modify(|l| l.in_flight += 1);
+    /// Counts a request in flight until the returned ticket is dropped (with its responder).
+    pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit) -> Ticket {
+        self.load.send_modify(|l| {
+            l.in_flight += 1;
+            l.started += 1;
+        });
+        Ticket {
+            load: self.load.clone(),
+            _permit: permit,
+        }
     }
+}
 
-    pub(crate) fn request_done(&self) {
+/// A request's place in the server's load and in-flight limit, held by its [`Responder`]
+/// (crate::Responder): the request counts until the responder is gone, even when the handler
+/// hands it to another thread and returns early.
+pub(crate) struct Ticket {
+    load: Arc<watch::Sender<Load>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
         self.load.send_modify(|l| {
             l.in_flight -= 1;
             l.served += 1;
         });
+    }
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Ticket")
     }
 }
 
@@ -148,7 +174,7 @@ impl<H: Handler> Server<H> {
                 handler: Arc::new(handler),
                 config,
                 slots,
-                load: watch::Sender::new(Load::default()),
+                load: Arc::new(watch::Sender::new(Load::default())),
             }),
             accept_gate: None,
         }

@@ -272,6 +272,19 @@ impl Connection {
         }
     }
 
+    /// [`Connection::write_stdout`] without copying `data`: see [`encode::stream_shared`].
+    pub fn write_stdout_shared(
+        &mut self,
+        id: u16,
+        data: &bytes::Bytes,
+        out: &mut BytesMut,
+        segs: &mut Vec<bytes::Bytes>,
+    ) {
+        if self.requests.contains_key(&id) {
+            encode::stream_shared(FCGI_STDOUT, id, data, out, segs);
+        }
+    }
+
     /// Like [`Connection::write_stdout`], for `FCGI_STDERR`; the request is remembered to
     /// need an empty `FCGI_STDERR` terminator at its end.
     pub fn write_stderr(&mut self, id: u16, data: &[u8], out: &mut BytesMut) {

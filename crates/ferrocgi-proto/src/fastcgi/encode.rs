@@ -17,7 +17,7 @@
 
 use super::params::{encode_pair, encoded_len};
 use super::record::*;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 /// Appends one record whose content is at most [`FCGI_MAX_CONTENT_LEN`] bytes.
 fn one_record(record_type: u8, id: u16, content: &[u8], padding: u8, out: &mut BytesMut) {
@@ -96,6 +96,36 @@ pub fn stream_chunked(
 /// 65535 content bytes, padded to 8. Writes nothing for empty `data`.
 pub fn stream(record_type: u8, id: u16, data: &[u8], out: &mut BytesMut) {
     stream_chunked(record_type, id, data, FCGI_MAX_CONTENT_LEN, true, out);
+}
+
+/// [`stream`] for a payload sent without copying it: the output becomes `segs` (in order)
+/// followed by `out`. Each record's header goes into `out`, which is then moved to `segs`
+/// ahead of a zero-copy slice of `data`; the padding starts the new `out`.
+pub fn stream_shared(
+    record_type: u8,
+    id: u16,
+    data: &Bytes,
+    out: &mut BytesMut,
+    segs: &mut Vec<Bytes>,
+) {
+    let mut start = 0;
+    while start < data.len() {
+        let end = data.len().min(start + FCGI_MAX_CONTENT_LEN);
+        let padding = padding_for(end - start);
+        let header = Header {
+            version: FCGI_VERSION_1,
+            record_type,
+            request_id: id,
+            // At most FCGI_MAX_CONTENT_LEN (0xffff).
+            content_length: (end - start) as u16,
+            padding_length: padding,
+        };
+        out.extend_from_slice(&header.to_bytes());
+        segs.push(out.split().freeze());
+        segs.push(data.slice(start..end));
+        out.extend_from_slice(&[0u8; 255][..usize::from(padding)]);
+        start = end;
+    }
 }
 
 /// Appends `FCGI_END_REQUEST` (`FCGI_EndRequestBody`: appStatus, protocolStatus).
@@ -220,6 +250,23 @@ mod tests {
         out.clear();
         stream_chunked(FCGI_STDIN, 1, &[], 8192, false, &mut out);
         assert!(out.is_empty());
+    }
+
+    #[test]
+    fn shared_stream_writes_the_same_bytes() {
+        let data = Bytes::from((0..70_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut copied = BytesMut::new();
+        stream(FCGI_STDOUT, 3, &data, &mut copied);
+        let mut out = BytesMut::from(&b"head"[..]);
+        let mut segs = Vec::new();
+        stream_shared(FCGI_STDOUT, 3, &data, &mut out, &mut segs);
+        let mut joined = BytesMut::new();
+        for s in &segs {
+            joined.extend_from_slice(s);
+        }
+        joined.extend_from_slice(&out);
+        assert_eq!(&joined[..4], b"head");
+        assert_eq!(&joined[4..], &copied[..]);
     }
 
     #[test]

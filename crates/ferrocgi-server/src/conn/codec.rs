@@ -5,7 +5,7 @@
 //! time and use id 0.
 
 use crate::handler::Protocol;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use ferrocgi_proto::{ajp13, fastcgi, scgi, Params, ProtoError, ResponseHead};
 
 /// A decoded event, protocol-independent.
@@ -54,6 +54,11 @@ pub(crate) trait ServerCodec: Send + 'static {
     }
     fn body(&mut self, _id: u16, data: &[u8], out: &mut BytesMut) {
         out.extend_from_slice(data);
+    }
+    /// [`ServerCodec::body`] for a large chunk, without copying it: the output becomes `segs`
+    /// (in order) followed by `out`. By default it is copied.
+    fn body_shared(&mut self, id: u16, data: Bytes, out: &mut BytesMut, _segs: &mut Vec<Bytes>) {
+        self.body(id, &data, out);
     }
     /// Writes application error output if the protocol carries it; false: log it instead.
     fn stderr(&mut self, _id: u16, _data: &[u8], _out: &mut BytesMut) -> bool {
@@ -148,6 +153,10 @@ impl ServerCodec for Fcgi {
 
     fn body(&mut self, id: u16, data: &[u8], out: &mut BytesMut) {
         self.0.write_stdout(id, data, out);
+    }
+
+    fn body_shared(&mut self, id: u16, data: Bytes, out: &mut BytesMut, segs: &mut Vec<Bytes>) {
+        self.0.write_stdout_shared(id, &data, out, segs);
     }
 
     fn stderr(&mut self, id: u16, data: &[u8], out: &mut BytesMut) -> bool {

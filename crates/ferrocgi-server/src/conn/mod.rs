@@ -21,10 +21,14 @@ pub(crate) mod codec;
 use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
 use crate::server::ServerCtx;
 use crate::Handler;
-use bytes::BytesMut;
+use bytes::{Buf, Bytes, BytesMut};
 use codec::{Ev, ServerCodec};
 use ferrocgi_proto::ResponseHead;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
@@ -89,19 +93,31 @@ pub(crate) enum Phase {
     Retiring,
 }
 
-/// Counts a request in the server's load from its start until its task ends (even by panic).
-struct InFlight<H>(Arc<ServerCtx<H>>);
+/// A handler's future for one request, polled by the connection loop itself (no task of its
+/// own): most finish on their first poll.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-impl<H> InFlight<H> {
-    fn new(ctx: Arc<ServerCtx<H>>) -> Self {
-        ctx.request_started();
-        InFlight(ctx)
+/// Polls `task` once; true when it is finished, by returning or by panicking (a panic drops
+/// the handler's responder, which ends the request as failed).
+fn poll_task(task: &mut Task, cx: &mut Context<'_>) -> bool {
+    match std::panic::catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+        Ok(Poll::Ready(())) => true,
+        Ok(Poll::Pending) => false,
+        Err(_) => {
+            warn!("request handler panicked");
+            true
+        }
     }
 }
 
-impl<H> Drop for InFlight<H> {
-    fn drop(&mut self) {
-        self.0.request_done();
+/// Polls every parked task; ready once at least one finished (and was removed).
+fn poll_tasks(tasks: &mut Vec<Task>, cx: &mut Context<'_>) -> Poll<()> {
+    let before = tasks.len();
+    tasks.retain_mut(|t| !poll_task(t, cx));
+    if tasks.len() < before {
+        Poll::Ready(())
+    } else {
+        Poll::Pending
     }
 }
 
@@ -127,6 +143,13 @@ struct Conn<'a, C, H> {
     /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
     /// also means: a request was seen on this connection).
     fresh: bool,
+    /// Output queued ahead of `out`: large response chunks travel as their own buffers,
+    /// written with one vectored write instead of being copied into `out`.
+    segs: Vec<Bytes>,
+    /// Handlers started since the last turn, not polled yet.
+    new_tasks: Vec<Task>,
+    /// Handlers that did not finish on their first poll.
+    tasks: Vec<Task>,
 }
 
 /// Serves one connection until the front end closes it, a protocol error, or shutdown.
@@ -153,6 +176,9 @@ pub(crate) async fn serve<S, C, H>(
         close: false,
         broken: false,
         fresh: true,
+        segs: Vec::new(),
+        new_tasks: Vec::new(),
+        tasks: Vec::new(),
     };
     let mut rbuf = BytesMut::with_capacity(16 * 1024);
     let mut eof = false;
@@ -172,6 +198,23 @@ pub(crate) async fn serve<S, C, H>(
         c.decode_all(&mut rbuf);
         close_when_idle |= phase != Phase::Serving && !c.reqs.is_empty();
         c.codec.take_output(&mut c.out);
+        if !c.new_tasks.is_empty() {
+            // First poll of the new handlers, inline: whatever they answer at once goes out
+            // with this turn's write.
+            let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+            let mut cx = Context::from_waker(&waker);
+            for mut t in std::mem::take(&mut c.new_tasks) {
+                if !poll_task(&mut t, &mut cx) {
+                    c.tasks.push(t);
+                }
+            }
+            while c.pending_out() < WRITE_BATCH {
+                match resp_rx.try_recv() {
+                    Ok((id, part)) => c.on_part(id, part),
+                    Err(_) => break,
+                }
+            }
+        }
         for notice in c.codec.take_notices() {
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
         }
@@ -181,14 +224,19 @@ pub(crate) async fn serve<S, C, H>(
             || (phase != Phase::Serving
                 && idle
                 && (close_when_idle || (phase == Phase::Retiring && !c.fresh)));
-        if done && !c.broken && !c.out.is_empty() {
+        if done && !c.broken && c.has_output() {
             stream.cork();
         }
-        if !c.out.is_empty() {
+        if c.has_output() {
             // flush: a no-op on sockets, but tokio's stdout (CGI) buffers, and its shutdown
             // does not flush.
+            let (out, segs) = (&mut c.out, &mut c.segs);
             let write = async {
-                stream.write_all(&c.out).await?;
+                if segs.is_empty() {
+                    stream.write_all(out).await?;
+                } else {
+                    write_segments(&mut stream, segs, out).await?;
+                }
                 stream.flush().await
             };
             let written = match cfg.write_timeout {
@@ -206,6 +254,7 @@ pub(crate) async fn serve<S, C, H>(
                 break;
             }
             c.out.clear();
+            c.segs.clear();
         }
         if done {
             break;
@@ -243,13 +292,14 @@ pub(crate) async fn serve<S, C, H>(
             biased;
             Some((id, part)) = resp_rx.recv() => {
                 c.on_part(id, part);
-                while c.out.len() < WRITE_BATCH {
+                while c.pending_out() < WRITE_BATCH {
                     match resp_rx.try_recv() {
                         Ok((id, part)) => c.on_part(id, part),
                         Err(_) => break,
                     }
                 }
             }
+            _ = std::future::poll_fn(|cx| poll_tasks(&mut c.tasks, cx)), if !c.tasks.is_empty() => {}
             permit = room, if c.pending.is_some() => {
                 let (id, msg) = c.pending.take().expect("guarded by the branch condition");
                 match permit {
@@ -321,7 +371,52 @@ pub(crate) async fn serve<S, C, H>(
     }
 }
 
+/// Response chunks at least this long are queued as they are, not copied into the write buffer.
+const SHARE_MIN: usize = 8 * 1024;
+
+/// Writes `segs` then `out`, as few vectored writes as the socket takes.
+async fn write_segments<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    segs: &mut Vec<Bytes>,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
+    if !out.is_empty() {
+        segs.push(out.split().freeze());
+    }
+    let mut first = 0;
+    while first < segs.len() {
+        let mut n = {
+            let slices: Vec<std::io::IoSlice<'_>> = segs[first..]
+                .iter()
+                .take(64)
+                .map(|b| std::io::IoSlice::new(b))
+                .collect();
+            stream.write_vectored(&slices).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while first < segs.len() && n >= segs[first].len() {
+            n -= segs[first].len();
+            first += 1;
+        }
+        if n > 0 {
+            segs[first].advance(n);
+        }
+    }
+    segs.clear();
+    Ok(())
+}
+
 impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
+    fn has_output(&self) -> bool {
+        !self.out.is_empty() || !self.segs.is_empty()
+    }
+
+    fn pending_out(&self) -> usize {
+        self.out.len() + self.segs.iter().map(Bytes::len).sum::<usize>()
+    }
+
     fn find(&mut self, id: u16) -> Option<&mut ReqState> {
         self.reqs.iter_mut().find(|r| r.id == id)
     }
@@ -405,14 +500,13 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             body: Body::new(body_rx, shared.clone(), declared),
             peer: self.peer.clone(),
         };
-        let resp = Responder::new(id, self.resp_tx.clone(), shared.clone());
-        let guard = InFlight::new(self.ctx.clone());
+        let ticket = self.ctx.request_started(permit);
+        let resp = Responder::new(id, self.resp_tx.clone(), shared.clone(), ticket);
         self.not_fresh();
-        tokio::spawn(async move {
-            guard.0.handler.handle(req, resp).await;
-            drop(guard);
-            drop(permit);
-        });
+        let ctx = self.ctx.clone();
+        self.new_tasks.push(Box::pin(async move {
+            ctx.handler.handle(req, resp).await;
+        }));
         self.reqs.push(ReqState {
             id,
             body_tx: Some(body_tx),
@@ -474,6 +568,21 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         let Some(i) = self.reqs.iter().position(|r| r.id == id) else {
             return; // the request was already ended (aborted, or the connection failed)
         };
+        let part = match part {
+            Part::Batch(b) => {
+                if let Some(head) = b.head {
+                    self.on_part(id, Part::Head(head));
+                }
+                if !b.data.is_empty() {
+                    self.on_part(id, Part::Data(b.data));
+                }
+                if b.end {
+                    self.on_part(id, Part::End);
+                }
+                return;
+            }
+            part => part,
+        };
         let aborted = self.reqs[i].shared.is_aborted();
         tracing::trace!(id, aborted, started = self.reqs[i].started, part = ?std::mem::discriminant(&part), "response part");
         let out = &mut self.out;
@@ -487,7 +596,11 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                 self.reqs[i].started = true;
             }
             Part::Data(data) if !aborted && self.reqs[i].started => {
-                self.codec.body(id, &data, out);
+                if data.len() >= SHARE_MIN {
+                    self.codec.body_shared(id, data, out, &mut self.segs);
+                } else {
+                    self.codec.body(id, &data, out);
+                }
             }
             Part::Stderr(data) if !aborted && !self.codec.stderr(id, &data, out) => {
                 warn!(peer = %self.peer, "application error output: {}",

@@ -30,7 +30,7 @@ pub struct RunPlan {
     pub exit_on_change: Vec<PathBuf>,
     /// What SIGUSR1 does.
     pub reopen_logs: Option<ReopenLogs>,
-    /// I/O threads: 0 runs everything on this thread (prefork workers), N a pool of N.
+    /// I/O threads: 0 runs everything, the accept loop included, on this thread; N a pool of N.
     pub io_threads: usize,
     /// Prefork worker: accept only while fewer requests than this are in flight.
     pub accept_below: Option<usize>,
@@ -70,6 +70,9 @@ fn report(s: &Option<UnixStream>, byte: u8) {
         let _ = s.write(&[byte]);
     }
 }
+
+/// A prefork worker tells its supervisor it turned busy or idle at most this often.
+const REPORT_EVERY: Duration = Duration::from_millis(20);
 
 /// Runs `server` until the plan says stop; see [`RunEnd`].
 pub fn run<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
@@ -115,27 +118,50 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         None,
     );
 
-    // Load reports to the supervisor, and retirement after maxrequests.
+    // Load reports to the supervisor (at most one per REPORT_EVERY), and retirement after
+    // maxrequests (counted as requests start, so no request starts past the limit while the
+    // retirement is on its way).
     let (retire_tx, mut retire_rx) = tokio::sync::watch::channel(false);
     let mut load = server.load();
     let reporter = status.as_ref().map(UnixStream::try_clone).transpose()?;
     let maxrequests = plan.maxrequests;
-    tokio::spawn(async move {
-        let reporter = reporter;
-        report(&reporter, b'I');
-        let mut busy = false;
-        while load.changed().await.is_ok() {
-            let l = *load.borrow_and_update();
-            if maxrequests > 0 && l.served >= maxrequests {
-                let _ = retire_tx.send(true);
-                return;
+    if reporter.is_some() || maxrequests > 0 {
+        tokio::spawn(async move {
+            let reporter = reporter;
+            report(&reporter, b'I');
+            let mut busy = false;
+            let mut next = tokio::time::Instant::now();
+            loop {
+                let l = *load.borrow_and_update();
+                if maxrequests > 0 && l.started >= maxrequests {
+                    let _ = retire_tx.send(true);
+                    return;
+                }
+                let mut due = None;
+                if (l.busy() > 0) != busy {
+                    let now = tokio::time::Instant::now();
+                    if now >= next {
+                        busy = !busy;
+                        report(&reporter, if busy { b'B' } else { b'I' });
+                        next = now + REPORT_EVERY;
+                    } else {
+                        due = Some(next);
+                    }
+                }
+                match due {
+                    Some(t) => tokio::select! {
+                        r = load.changed() => if r.is_err() { return },
+                        _ = tokio::time::sleep_until(t) => {}
+                    },
+                    None => {
+                        if load.changed().await.is_err() {
+                            return;
+                        }
+                    }
+                }
             }
-            if (l.busy() > 0) != busy {
-                busy = !busy;
-                report(&reporter, if busy { b'B' } else { b'I' });
-            }
-        }
-    });
+        });
+    }
 
     let why = Mutex::new(Why::Stopped);
     let reload = plan.reload;
