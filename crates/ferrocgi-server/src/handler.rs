@@ -319,20 +319,22 @@ impl Responder {
         let _ = self.tx.send((self.id, Part::Fail)).await;
     }
 
+    /// The message for `batch`, and what to report once it is sent: after an abort, an `end`
+    /// batch still ends the request (as a bare end) and reports the abort; any other is refused.
+    fn batch_part(&self, batch: Batch) -> Result<(Part, Result<(), StreamError>), StreamError> {
+        match self.check() {
+            Ok(()) => Ok((Part::Batch(batch), Ok(()))),
+            Err(e) if batch.end => Ok((Part::End, Err(e))),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Sends `batch` without waiting. An `end` batch completes the response as
     /// [`Responder::finish`] does (after an abort it still ends the request, and reports the
     /// abort); the responder must not be used for more parts after it.
     pub fn try_send(&mut self, batch: Batch) -> Result<TrySend, StreamError> {
-        let end = batch.end;
-        let aborted = self.check();
-        if aborted.is_err() && !end {
-            return Err(StreamError::Aborted);
-        }
-        let started = batch.head.is_some();
-        let part = match aborted {
-            Ok(()) => Part::Batch(batch),
-            Err(_) => Part::End,
-        };
+        let (end, started) = (batch.end, batch.head.is_some());
+        let (part, outcome) = self.batch_part(batch)?;
         match self.tx.try_send((self.id, part)) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full((_, part))) => {
@@ -347,31 +349,20 @@ impl Responder {
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StreamError::Disconnected),
         }
         self.started |= started;
-        if end {
-            self.finished = true;
-        }
-        aborted.map(|()| TrySend::Sent)
+        self.finished |= end;
+        outcome.map(|()| TrySend::Sent)
     }
 
     /// [`Responder::try_send`] that waits for room, for threads outside the async runtime.
     pub fn blocking_send_batch(&mut self, batch: Batch) -> Result<(), StreamError> {
-        let end = batch.end;
-        let aborted = self.check();
-        if aborted.is_err() && !end {
-            return aborted;
-        }
-        self.started |= batch.head.is_some();
-        let part = match aborted {
-            Ok(()) => Part::Batch(batch),
-            Err(_) => Part::End,
-        };
-        if end {
-            self.finished = true;
-        }
+        let (end, started) = (batch.end, batch.head.is_some());
+        let (part, outcome) = self.batch_part(batch)?;
+        self.started |= started;
+        self.finished |= end;
         self.tx
             .blocking_send((self.id, part))
             .map_err(|_| StreamError::Disconnected)?;
-        aborted
+        outcome
     }
 
     /// [`Responder::start`] for threads outside the async runtime.

@@ -208,12 +208,7 @@ pub(crate) async fn serve<S, C, H>(
                     c.tasks.push(t);
                 }
             }
-            while c.pending_out() < WRITE_BATCH {
-                match resp_rx.try_recv() {
-                    Ok((id, part)) => c.on_part(id, part),
-                    Err(_) => break,
-                }
-            }
+            c.drain_parts(&mut resp_rx);
         }
         for notice in c.codec.take_notices() {
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
@@ -292,12 +287,7 @@ pub(crate) async fn serve<S, C, H>(
             biased;
             Some((id, part)) = resp_rx.recv() => {
                 c.on_part(id, part);
-                while c.pending_out() < WRITE_BATCH {
-                    match resp_rx.try_recv() {
-                        Ok((id, part)) => c.on_part(id, part),
-                        Err(_) => break,
-                    }
-                }
+                c.drain_parts(&mut resp_rx);
             }
             _ = std::future::poll_fn(|cx| poll_tasks(&mut c.tasks, cx)), if !c.tasks.is_empty() => {}
             permit = room, if c.pending.is_some() => {
@@ -415,6 +405,17 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
 
     fn pending_out(&self) -> usize {
         self.out.len() + self.segs.iter().map(Bytes::len).sum::<usize>()
+    }
+
+    /// Takes the response parts already queued, without waiting, until a write's worth is
+    /// pending.
+    fn drain_parts(&mut self, rx: &mut mpsc::Receiver<(u16, Part)>) {
+        while self.pending_out() < WRITE_BATCH {
+            match rx.try_recv() {
+                Ok((id, part)) => self.on_part(id, part),
+                Err(_) => break,
+            }
+        }
     }
 
     fn find(&mut self, id: u16) -> Option<&mut ReqState> {
