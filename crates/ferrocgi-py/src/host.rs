@@ -23,6 +23,7 @@ use ferrocgi_server::{
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::{error, info, warn};
 
@@ -62,20 +63,57 @@ pub struct Job {
 /// The [`Handler`] side: async, never touches Python.
 pub struct WsgiHandler {
     jobs: Arc<Queue<Job>>,
+    inline: Option<Arc<Inline>>,
     settings: Arc<HostSettings>,
     pool: Pool,
 }
 
-/// The Python threads of a host: they end once the handler (the job queue) is dropped.
+/// Where the application runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Threads {
+    /// On a pool of this many Python threads, fed by a queue.
+    Pool(usize),
+    /// One request at a time, on the runtime thread that read it: no hand-over between
+    /// threads, which costs two wake-ups per request. Needs a multi-thread runtime (a send
+    /// that must wait for room calls `block_in_place`).
+    Inline,
+}
+
+/// The inline runner's state (see [`Threads::Inline`]).
+struct Inline {
+    host: Arc<Host>,
+    /// `threads=1` means one request at a time, even while one waits for room to send.
+    gate: tokio::sync::Mutex<()>,
+    live: Arc<AtomicUsize>,
+}
+
+/// Counts a thread running application code; see [`Pool::wait_ended`].
+struct Live(Arc<AtomicUsize>);
+
+impl Live {
+    fn enter(n: &Arc<AtomicUsize>) -> Live {
+        n.fetch_add(1, Ordering::AcqRel);
+        Live(n.clone())
+    }
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The threads running application code: pool threads end once the handler (the job queue)
+/// is dropped, an inline call when its request is done.
 #[derive(Clone)]
-pub struct Pool(Arc<std::sync::atomic::AtomicUsize>);
+pub struct Pool(Arc<AtomicUsize>);
 
 impl Pool {
     /// Waits up to `timeout` for every thread to end; false if some are still running an
     /// application call. Call without holding the GIL.
     pub fn wait_ended(&self, timeout: std::time::Duration) -> bool {
         let deadline = std::time::Instant::now() + timeout;
-        while self.0.load(std::sync::atomic::Ordering::Acquire) > 0 {
+        while self.0.load(Ordering::Acquire) > 0 {
             if std::time::Instant::now() >= deadline {
                 return false;
             }
@@ -144,6 +182,22 @@ impl Handler for WsgiHandler {
             body_len,
             resp,
         };
+        if let Some(inline) = &self.inline {
+            // A task of its own, not this connection's: a send that must wait for room moves
+            // the runtime to another thread (`block_in_place`), and that thread must be able
+            // to run this connection's loop, which drains the response.
+            let inline = inline.clone();
+            tokio::spawn(async move {
+                let _one_at_a_time = inline.gate.lock().await;
+                keep_thread_state();
+                let _live = Live::enter(&inline.live);
+                Python::attach(|py| {
+                    response::release_deferred(py);
+                    inline.host.run(py, job, thread_ident(py));
+                });
+            });
+            return;
+        }
         if let Err(job) = self.jobs.push(job) {
             error!("the Python worker pool is gone; answering 503");
             answer(
@@ -165,12 +219,12 @@ pub struct Host {
 }
 
 impl Host {
-    /// Starts `threads` Python threads serving `app`; returns the handler feeding them.
+    /// Starts serving `app` as `threads` says; returns the handler feeding it.
     pub fn start(
         py: Python<'_>,
         app: Py<PyAny>,
         settings: HostSettings,
-        threads: usize,
+        threads: Threads,
         on_wedged: OnWedged,
     ) -> PyResult<WsgiHandler> {
         let settings = Arc::new(settings);
@@ -182,35 +236,41 @@ impl Host {
             watchdog,
         });
         let queue = Queue::new();
-        let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for i in 0..threads.max(1) {
+        let live = Arc::new(AtomicUsize::new(0));
+        let pool_threads = match threads {
+            Threads::Pool(n) => n.max(1),
+            Threads::Inline => 0,
+        };
+        for i in 0..pool_threads {
             let rx = queue.clone();
             let host = host.clone();
-            let live = live.clone();
-            live.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            let live = Live::enter(&live);
             std::thread::Builder::new()
                 .name(format!("ferrocgi-py-{i}"))
                 .spawn(move || {
                     Python::attach(|py| host.worker(py, rx));
                     drop(host);
-                    live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+                    drop(live);
                 })
                 .map_err(PyErr::from)?;
         }
+        let inline = (threads == Threads::Inline).then(|| {
+            Arc::new(Inline {
+                host,
+                gate: tokio::sync::Mutex::new(()),
+                live: live.clone(),
+            })
+        });
         Ok(WsgiHandler {
             jobs: queue,
+            inline,
             settings,
             pool: Pool(live),
         })
     }
 
     fn worker(&self, py: Python<'_>, rx: Arc<Queue<Job>>) {
-        // The watchdog finds this thread's Python stack by its ident.
-        let ident: u64 = py
-            .import("threading")
-            .and_then(|t| t.call_method0("get_ident"))
-            .and_then(|i| i.extract())
-            .unwrap_or(0);
+        let ident = thread_ident(py);
         loop {
             // The GIL is released only to wait: a queued job is taken while holding it.
             let job = match rx.take() {
@@ -270,7 +330,7 @@ impl Host {
                     end: true,
                 };
                 if let Ok(TrySend::Full(batch)) = resp.try_send(batch) {
-                    py.detach(|| {
+                    response::wait_for_loop(py, || {
                         let _ = resp.blocking_send_batch(batch);
                     });
                 }
@@ -278,7 +338,7 @@ impl Host {
             Err(e) if e.is_instance_of::<RequestTimeout>(py) => {
                 // The watchdog logged the stack already.
                 let sent = st.sent;
-                py.detach(|| {
+                response::wait_for_loop(py, || {
                     if sent {
                         resp.blocking_fail();
                     } else {
@@ -290,13 +350,13 @@ impl Host {
             }
             Err(e) if e.is_instance_of::<ClientDisconnected>(py) => {
                 info!(uri, peer = %peer, "client went away: {e}");
-                py.detach(|| resp.blocking_fail());
+                response::wait_for_loop(py, || resp.blocking_fail());
             }
             Err(e) => {
                 let tb = format_traceback(py, &e);
                 error!(uri, peer = %peer, "application error:\n{tb}");
                 let sent = st.sent;
-                py.detach(|| {
+                response::wait_for_loop(py, || {
                     if sent {
                         // The head is out: the front end must learn the response is cut short.
                         resp.blocking_fail();
@@ -346,23 +406,62 @@ impl Host {
             },
         )?;
         let iterable = self.app.bind(py).call1((environ, sr))?;
-        let sent = stream_iterable(py, &iterable, state);
-        // PEP 3333: close() is called whatever happened, even after an exception.
         let plain =
             iterable.is_exact_instance_of::<PyList>() || iterable.is_exact_instance_of::<PyTuple>();
-        let closed = if plain {
-            Ok(()) // lists and tuples have no close()
-        } else {
-            match iterable.getattr_opt(pyo3::intern!(py, "close")) {
+        if plain {
+            // Made already: sent when the request returns. Lists and tuples have no close().
+            return stream_iterable(py, &iterable, state);
+        }
+        // Anything else may take its time between chunks, which must go out as they come.
+        response::beside_the_loop(|| {
+            let sent = stream_iterable(py, &iterable, state);
+            // PEP 3333: close() is called whatever happened, even after an exception.
+            let closed = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
                 Ok(Some(close)) => close.call0().map(|_| ()),
                 _ => Ok(()),
+            };
+            match (sent, closed) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(last), Ok(())) => Ok(last),
             }
-        };
-        match (sent, closed) {
-            (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-            (Ok(last), Ok(())) => Ok(last),
-        }
+        })
     }
+}
+
+/// Gives this (runtime) thread a Python thread state that outlives each `Python::attach`:
+/// without it every attach creates and destroys one (an mmap and munmap per request). The
+/// state is never freed: runtime threads live long (idle spare ones end after 10 s), so this
+/// costs a few KiB per thread the runtime ever started.
+fn keep_thread_state() {
+    thread_local!(static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    KEPT.with(|k| {
+        if !k.get() {
+            k.set(true);
+            // SAFETY: this thread does not hold the GIL here; Ensure takes it (creating the
+            // thread state, never released), SaveThread releases the GIL again.
+            unsafe {
+                pyo3::ffi::PyGILState_Ensure();
+                pyo3::ffi::PyEval_SaveThread();
+            }
+        }
+    });
+}
+
+/// This thread's `threading.get_ident()`: the watchdog finds a request's Python stack by it.
+fn thread_ident(py: Python<'_>) -> u64 {
+    thread_local!(static IDENT: std::cell::Cell<Option<u64>> = const { std::cell::Cell::new(None) });
+    IDENT.with(|c| {
+        if let Some(ident) = c.get() {
+            return ident;
+        }
+        let ident = py
+            .import("threading")
+            .and_then(|t| t.call_method0("get_ident"))
+            .and_then(|i| i.extract())
+            .unwrap_or(0);
+        c.set(Some(ident));
+        ident
+    })
 }
 
 fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyBytes>> {

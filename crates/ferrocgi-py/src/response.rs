@@ -92,6 +92,19 @@ fn stream_err(e: StreamError) -> PyErr {
     ClientDisconnected::new_err(e.to_string())
 }
 
+/// Runs `f` on this thread, and lets the connection loops run meanwhile: on a runtime thread
+/// (the inline runner, see `host::Threads::Inline`) the runtime first moves to another thread.
+/// For code that waits on a loop (a blocking send) or that streams (each chunk must go out as
+/// it is made, not when the request returns). Elsewhere `f` just runs.
+pub fn beside_the_loop<T>(f: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(f)
+}
+
+/// Runs `f`, which waits for the connection loop (a blocking send), without the GIL.
+pub fn wait_for_loop<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.detach(|| beside_the_loop(f))
+}
+
 /// True when a head can go out with the next body chunk (start_response was called).
 pub fn has_head(state: &Shared) -> bool {
     let st = lock(state);
@@ -127,7 +140,7 @@ pub fn send(py: Python<'_>, state: &Shared, data: Bytes) -> PyResult<()> {
         }
     })();
     let sent = match sent {
-        Ok(Some(batch)) => py.detach(|| {
+        Ok(Some(batch)) => wait_for_loop(py, || {
             let mut st = lock(state);
             match st.responder.as_mut() {
                 Some(resp) => resp.blocking_send_batch(batch),
@@ -331,7 +344,8 @@ impl WriteFn {
         if b.as_bytes().is_empty() {
             return Ok(());
         }
-        send(py, &self.state, chunk(b))
+        // The legacy write() promises the bytes are on their way when it returns.
+        beside_the_loop(|| send(py, &self.state, chunk(b)))
     }
 }
 

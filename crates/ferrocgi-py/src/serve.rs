@@ -1,6 +1,6 @@
 //! Running the server from Python: logging, binding, the runtime, signals.
 
-use crate::host::{Host, HostSettings};
+use crate::host::{Host, HostSettings, Threads};
 use ferrocgi_server::options::{self, Flavor, Method, Options, Parsed};
 use ferrocgi_server::process::daemon::{self, Forked, PidFile};
 use ferrocgi_server::process::prefork::{self, PreforkSettings, SupervisorExit, WorkerSetup};
@@ -46,7 +46,13 @@ pub fn run(py: Python<'_>, app: Py<PyAny>, args: ServeArgs) -> PyResult<()> {
     }
     let listener = Listener::bind(&args.bind, &args.unix, args.backlog)
         .map_err(|e| PyOSError::new_err(e.to_string()))?;
-    let handler = Host::start(py, app, args.host, args.threads, Box::new(|| {}))?;
+    let handler = Host::start(
+        py,
+        app,
+        args.host,
+        Threads::Pool(args.threads),
+        Box::new(|| {}),
+    )?;
     let pool = handler.pool();
     let config = args.config;
     let served = py.detach(move || {
@@ -341,7 +347,7 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
             py,
             app,
             host_settings(opts, false),
-            opts.threads,
+            Threads::Pool(opts.threads),
             Box::new(move || wedged.notify_one()),
         )
         .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -383,6 +389,12 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
     };
     let worker_listener = listener.try_clone_unguarded()?;
     let config = opts.server_config();
+    // A worker serving one request at a time runs it on its I/O thread (see Threads::Inline),
+    // so that thread must belong to a multi-thread runtime (io_threads: 1).
+    let threads = match opts.threads {
+        1 => Threads::Inline,
+        n => Threads::Pool(n),
+    };
     let mut run_worker = |setup: WorkerSetup| -> i32 {
         let listener = match worker_listener.try_clone_unguarded() {
             Ok(l) => l,
@@ -399,7 +411,7 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
             py,
             app.clone_ref(py),
             host_settings(opts, true),
-            opts.threads,
+            threads,
             Box::new(|| daemon::exit_now(1)),
         ) {
             Ok(h) => h,
@@ -414,7 +426,7 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
             status: Some(setup.status),
             maxrequests: opts.maxrequests,
             reopen_logs: Some(reopen.clone()),
-            io_threads: 0,
+            io_threads: usize::from(threads == Threads::Inline),
             accept_below: Some(opts.threads),
             ..RunPlan::default()
         };
@@ -460,8 +472,14 @@ fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         .collect();
     let mut settings = host_settings(opts, false);
     settings.multithread = false;
-    let handler = Host::start(py, app, settings, 1, Box::new(|| daemon::exit_now(1)))
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let handler = Host::start(
+        py,
+        app,
+        settings,
+        Threads::Pool(1),
+        Box::new(|| daemon::exit_now(1)),
+    )
+    .map_err(|e| std::io::Error::other(e.to_string()))?;
     let pool = handler.pool();
     let listener_less = Server::cgi(opts.server_config(), handler);
     py.detach(|| {

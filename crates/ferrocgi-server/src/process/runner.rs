@@ -1,6 +1,6 @@
 //! Runs a [`Server`] in this process, with the signal plan of its role.
 
-use crate::{Handler, Listener, Server, Stop};
+use crate::{Handler, Listener, Load, Server, Stop};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
@@ -30,7 +30,10 @@ pub struct RunPlan {
     pub exit_on_change: Vec<PathBuf>,
     /// What SIGUSR1 does.
     pub reopen_logs: Option<ReopenLogs>,
-    /// I/O threads: 0 runs everything, the accept loop included, on this thread; N a pool of N.
+    /// I/O threads: 0 runs everything, the accept loop included, on this thread; N a pool of
+    /// N runtime threads that run everything, the accept loop included, while this thread
+    /// only waits. A pool lets a handler block a thread with
+    /// [`tokio::task::block_in_place`] while another thread keeps the connections going.
     pub io_threads: usize,
     /// Prefork worker: accept only while fewer requests than this are in flight.
     pub accept_below: Option<usize>,
@@ -65,7 +68,11 @@ fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
 }
 
 fn report(s: &Option<UnixStream>, byte: u8) {
-    if let Some(mut s) = s.as_ref() {
+    report_to(s.as_ref(), byte);
+}
+
+fn report_to(s: Option<&UnixStream>, byte: u8) {
+    if let Some(mut s) = s {
         // A full pipe only means the supervisor is behind; the next report supersedes.
         let _ = s.write(&[byte]);
     }
@@ -73,6 +80,31 @@ fn report(s: &Option<UnixStream>, byte: u8) {
 
 /// A prefork worker tells its supervisor it turned busy or idle at most this often.
 const REPORT_EVERY: Duration = Duration::from_millis(20);
+
+/// Reports `I` now, then `B` or `I` as the load changes, at most once per [`REPORT_EVERY`];
+/// ends with the server.
+fn report_load(
+    reporter: &UnixStream,
+    mut load: tokio::sync::watch::Receiver<Load>,
+    rt: &tokio::runtime::Handle,
+) {
+    let reporter = Some(reporter);
+    let mut busy = false;
+    report_to(reporter, b'I');
+    loop {
+        if (load.borrow_and_update().busy() > 0) != busy {
+            busy = !busy;
+            report_to(reporter, if busy { b'B' } else { b'I' });
+            // Changes meanwhile are seen (and the latest reported) after the pause.
+            std::thread::sleep(REPORT_EVERY);
+            continue;
+        }
+        // Waiting for a change needs no driver: any runtime flavour can run this here.
+        if rt.block_on(load.changed()).is_err() {
+            return;
+        }
+    }
+}
 
 /// Runs `server` until the plan says stop; see [`RunEnd`].
 pub fn run<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
@@ -87,7 +119,13 @@ pub fn run<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
             .enable_all()
             .build()?
     };
-    let end = rt.block_on(serve(server, plan));
+    let end = if plan.io_threads == 0 {
+        rt.block_on(serve(server, plan))
+    } else {
+        // On a runtime thread, not this one: every wake-up stays on the pool's threads.
+        rt.block_on(async { tokio::spawn(serve(server, plan)).await })
+            .unwrap_or_else(|e| Err(io::Error::other(format!("the server task failed: {e}"))))
+    };
     // Tasks still blocked (a handler waiting on an application thread) must not hold the exit.
     rt.shutdown_timeout(Duration::from_millis(200));
     end
@@ -118,47 +156,25 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         None,
     );
 
-    // Load reports to the supervisor (at most one per REPORT_EVERY), and retirement after
-    // maxrequests (counted as requests start, so no request starts past the limit while the
-    // retirement is on its way).
+    // Load reports to the supervisor, from a thread of their own: a handler may hold the
+    // runtime's thread for a whole request (the inline runner), and the supervisor must still
+    // learn the worker is busy.
+    if let Some(reporter) = status.as_ref().map(UnixStream::try_clone).transpose()? {
+        let load = server.load();
+        let rt = tokio::runtime::Handle::current();
+        std::thread::Builder::new()
+            .name("ferrocgi-status".into())
+            .spawn(move || report_load(&reporter, load, &rt))?;
+    }
+    // Retirement after maxrequests, counted as requests start (so no request starts past the
+    // limit while the retirement is on its way).
     let (retire_tx, mut retire_rx) = tokio::sync::watch::channel(false);
-    let mut load = server.load();
-    let reporter = status.as_ref().map(UnixStream::try_clone).transpose()?;
     let maxrequests = plan.maxrequests;
-    if reporter.is_some() || maxrequests > 0 {
+    if maxrequests > 0 {
+        let mut load = server.load();
         tokio::spawn(async move {
-            let reporter = reporter;
-            report(&reporter, b'I');
-            let mut busy = false;
-            let mut next = tokio::time::Instant::now();
-            loop {
-                let l = *load.borrow_and_update();
-                if maxrequests > 0 && l.started >= maxrequests {
-                    let _ = retire_tx.send(true);
-                    return;
-                }
-                let mut due = None;
-                if (l.busy() > 0) != busy {
-                    let now = tokio::time::Instant::now();
-                    if now >= next {
-                        busy = !busy;
-                        report(&reporter, if busy { b'B' } else { b'I' });
-                        next = now + REPORT_EVERY;
-                    } else {
-                        due = Some(next);
-                    }
-                }
-                match due {
-                    Some(t) => tokio::select! {
-                        r = load.changed() => if r.is_err() { return },
-                        _ = tokio::time::sleep_until(t) => {}
-                    },
-                    None => {
-                        if load.changed().await.is_err() {
-                            return;
-                        }
-                    }
-                }
+            if load.wait_for(|l| l.started >= maxrequests).await.is_ok() {
+                let _ = retire_tx.send(true);
             }
         });
     }
