@@ -2,7 +2,8 @@
 //!
 //! Keys and values are `str`, decoded as latin-1 (each byte one code point). Constant entries
 //! are built once into a base dict that each request copies (a C-level copy), then the
-//! request's params are set on top, with interned keys.
+//! request's params are set on top, with interned keys and, for a value equal to the one the
+//! same param had last time, that value's `str` again.
 
 use crate::host::HostSettings;
 use crate::input::InputStream;
@@ -40,7 +41,18 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
-type KeyCache = HashMap<Box<[u8]>, Py<PyString>, BuildHasherDefault<Fnv>>;
+/// A param's environ key, and the last value seen for it: most params (the server's name and
+/// address, the protocol, the method, common headers) repeat from request to request, and a
+/// repeat reuses the `str` instead of decoding a new one. One value per name keeps it bounded.
+struct Entry {
+    key: Py<PyString>,
+    last: Option<(Box<[u8]>, Py<PyString>)>,
+}
+
+/// Values longer than this are not kept as a param's last value.
+const VALUE_CACHE_MAX_LEN: usize = 256;
+
+type KeyCache = HashMap<Box<[u8]>, Entry, BuildHasherDefault<Fnv>>;
 
 /// The constant part of every environ.
 pub struct EnvironBase {
@@ -71,25 +83,40 @@ impl EnvironBase {
     }
 }
 
-/// The environ key for a param name, from the cache when it is there. `true` when the key is
-/// interned (the name was valid UTF-8): the same name then always gives the same object.
-fn key_for<'py>(
+/// The environ key and value for a param, from the cache when they are there. `true` when the
+/// key is interned (the name was valid UTF-8): the same name then always gives the same object.
+fn key_value_for<'py>(
     py: Python<'py>,
     cache: &mut KeyCache,
     name: &[u8],
-) -> (Bound<'py, PyString>, bool) {
-    if let Some(k) = cache.get(name) {
-        return (k.bind(py).clone(), true);
+    value: &[u8],
+) -> (Bound<'py, PyString>, Bound<'py, PyString>, bool) {
+    if let Some(e) = cache.get_mut(name) {
+        let v = match &e.last {
+            Some((b, v)) if **b == *value => v.bind(py).clone(),
+            _ => {
+                let v = latin1(py, value);
+                if value.len() <= VALUE_CACHE_MAX_LEN {
+                    e.last = Some((value.into(), v.clone().unbind()));
+                }
+                v
+            }
+        };
+        return (e.key.bind(py).clone(), v, true);
     }
+    let v = latin1(py, value);
     match std::str::from_utf8(name) {
         Ok(k) => {
             let key = PyString::intern(py, k);
             if cache.len() < KEY_CACHE_MAX {
-                cache.insert(name.into(), key.clone().unbind());
+                let last = (value.len() <= VALUE_CACHE_MAX_LEN)
+                    .then(|| (value.into(), v.clone().unbind()));
+                let key = key.clone().unbind();
+                cache.insert(name.into(), Entry { key, last });
             }
-            (key, true)
+            (key, v, true)
         }
-        Err(_) => (latin1(py, name), false),
+        Err(_) => (latin1(py, name), v, false),
     }
 }
 
@@ -153,13 +180,12 @@ pub fn build_environ<'py>(
         if skipped(name) {
             continue;
         }
-        let (key, interned) = key_for(py, &mut cache, name);
+        let (key, v, interned) = key_value_for(py, &mut cache, name, value);
         // (An address reused by a key dropped meanwhile only sends a name the safe way.)
         let repeat = !interned || seen.contains(&key.as_ptr()) || in_base(name);
         if interned {
             seen.push(key.as_ptr());
         }
-        let v = latin1(py, value);
         if repeat {
             // A repeated header (nginx sends one param per occurrence) is joined as HTTP says.
             if name.starts_with(b"HTTP_") {
@@ -220,17 +246,41 @@ mod tests {
             let mut cache = KeyCache::default();
             for i in 0..1000 {
                 let name = format!("HTTP_X_HOSTILE_{i}");
-                let (k, interned) = key_for(py, &mut cache, name.as_bytes());
+                let (k, v, interned) = key_value_for(py, &mut cache, name.as_bytes(), b"v");
                 assert!(interned);
                 assert_eq!(k.to_cow().unwrap(), name);
-                let (again, _) = key_for(py, &mut cache, name.as_bytes());
+                assert_eq!(v.to_cow().unwrap(), "v");
+                let (again, _, _) = key_value_for(py, &mut cache, name.as_bytes(), b"w");
                 assert!(again.is(&k));
             }
             assert_eq!(cache.len(), KEY_CACHE_MAX);
-            let (k, interned) = key_for(py, &mut cache, b"X_\xff");
+            let (k, _, interned) = key_value_for(py, &mut cache, b"X_\xff", b"");
             assert!(!interned);
             assert_eq!(k.to_cow().unwrap(), "X_\u{ff}");
             assert_eq!(latin1(py, b"caf\xe9").to_cow().unwrap(), "caf\u{e9}");
+        });
+    }
+
+    #[test]
+    fn a_repeated_value_is_reused_and_a_new_one_replaces_it() {
+        Python::initialize();
+        Python::attach(|py| {
+            let mut cache = KeyCache::default();
+            let (_, a, _) = key_value_for(py, &mut cache, b"SERVER_NAME", b"example.org");
+            let (_, b, _) = key_value_for(py, &mut cache, b"SERVER_NAME", b"example.org");
+            assert!(a.is(&b));
+            let (_, c, _) = key_value_for(py, &mut cache, b"SERVER_NAME", b"caf\xe9.org");
+            assert_eq!(c.to_cow().unwrap(), "caf\u{e9}.org");
+            let (_, d, _) = key_value_for(py, &mut cache, b"SERVER_NAME", b"caf\xe9.org");
+            assert!(c.is(&d));
+            let (_, e, _) = key_value_for(py, &mut cache, b"SERVER_NAME", b"example.org");
+            assert!(!e.is(&a));
+            assert_eq!(e.to_cow().unwrap(), "example.org");
+            let long = vec![b'x'; VALUE_CACHE_MAX_LEN + 1];
+            let (_, f, _) = key_value_for(py, &mut cache, b"SERVER_NAME", &long);
+            let (_, g, _) = key_value_for(py, &mut cache, b"SERVER_NAME", &long);
+            assert!(!f.is(&g));
+            assert_eq!(g.to_cow().unwrap().len(), VALUE_CACHE_MAX_LEN + 1);
         });
     }
 }
