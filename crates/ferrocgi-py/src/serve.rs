@@ -10,7 +10,6 @@ use ferrocgi_server::{BindAddr, Listener, Protocol, Server, ServerConfig, UnixSo
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 use std::path::PathBuf;
-use std::sync::Once;
 use tracing::{error, info};
 
 /// Everything needed to serve one WSGI application.
@@ -24,19 +23,9 @@ pub struct ServeArgs {
     pub log_level: String,
 }
 
-static LOGGING: Once = Once::new();
-
 /// Server logs go to stderr (the `errlog` once daemonized), one line each, no colours.
 pub fn init_logging(level: &str) {
-    LOGGING.call_once(|| {
-        let filter = tracing_subscriber::EnvFilter::try_new(level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        tracing_subscriber::fmt()
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
-            .with_env_filter(filter)
-            .init();
-    });
+    ferrocgi_server::logging::init(level);
 }
 
 /// Binds, starts the Python threads and serves until SIGTERM or SIGINT.

@@ -84,11 +84,7 @@ fn parse_octal(s: &str) -> Result<u32, String> {
 
 fn main() {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log_level))
-        .init();
+    ferrocgi_server::logging::init(&args.log_level);
     if let Err(e) = run(args) {
         eprintln!("echo: {e}");
         std::process::exit(1);

@@ -7,6 +7,7 @@
 //! * [`handler`]: the application interface — [`Request`], [`Body`], [`Responder`].
 //! * [`listener`]: TCP, Unix-socket and inherited-fd listeners.
 //! * [`Server`] (in `server`): the accept loop, connection and request limits, graceful stop.
+//! * [`logging`]: the log every ferrocgi process writes.
 //! * `conn`: the per-connection loop and the adapters over each protocol's state machine.
 //!
 //! The crate knows nothing about Python; the WSGI host is a [`Handler`] like any other.
@@ -16,6 +17,7 @@
 mod conn;
 pub mod handler;
 pub mod listener;
+pub mod logging;
 pub mod options;
 pub mod process;
 mod server;
