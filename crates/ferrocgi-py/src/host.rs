@@ -412,8 +412,7 @@ impl Host {
             // Made already: sent when the request returns. Lists and tuples have no close().
             return stream_iterable(py, &iterable, state);
         }
-        // Anything else may take its time between chunks, which must go out as they come.
-        response::beside_the_loop(|| {
+        let send_and_close = || {
             let sent = stream_iterable(py, &iterable, state);
             // PEP 3333: close() is called whatever happened, even after an exception.
             let closed = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
@@ -424,8 +423,23 @@ impl Host {
                 (Err(e), _) | (Ok(_), Err(e)) => Err(e),
                 (Ok(last), Ok(())) => Ok(last),
             }
-        })
+        };
+        if declares_made(&iterable) {
+            return send_and_close();
+        }
+        // Anything else may take its time between chunks, which must go out as they come.
+        response::beside_the_loop(send_and_close)
     }
+}
+
+/// True for a response object whose `streaming` attribute is `False`: Django's `HttpResponse`
+/// (its content is in memory; `StreamingHttpResponse` and `FileResponse` say `True`).
+fn declares_made(iterable: &Bound<'_, PyAny>) -> bool {
+    let py = iterable.py();
+    matches!(
+        iterable.getattr_opt(pyo3::intern!(py, "streaming")),
+        Ok(Some(v)) if v.is(pyo3::types::PyBool::new(py, false).as_any())
+    )
 }
 
 /// Gives this (runtime) thread a Python thread state that outlives each `Python::attach`:
