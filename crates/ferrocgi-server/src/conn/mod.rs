@@ -63,6 +63,8 @@ const BODY_CHANNEL: usize = 4;
 const RESP_CHANNEL: usize = 8;
 /// Read-buffer growth step; a FastCGI record is at most 8 + 65535 + 255 bytes.
 const READ_CHUNK: usize = 64 * 1024;
+/// Read-buffer size of a connection between requests.
+const READ_IDLE: usize = 16 * 1024;
 /// Stop collecting response parts into one write past this many bytes.
 const WRITE_BATCH: usize = 256 * 1024;
 /// How long a closing connection waits for the front end to finish sending, so that unread
@@ -180,7 +182,7 @@ pub(crate) async fn serve<S, C, H>(
         new_tasks: Vec::new(),
         tasks: Vec::new(),
     };
-    let mut rbuf = BytesMut::with_capacity(16 * 1024);
+    let mut rbuf = BytesMut::with_capacity(READ_IDLE);
     let mut eof = false;
     let cfg = &ctx.config;
     let mut last_read = tokio::time::Instant::now();
@@ -253,6 +255,15 @@ pub(crate) async fn serve<S, C, H>(
         }
         if done {
             break;
+        }
+        if rbuf.is_empty()
+            && rbuf.capacity() > READ_IDLE
+            && c.reqs.iter().all(|r| r.body_tx.is_none())
+        {
+            // Between requests: drop what a large one grew, so a kept-alive connection holds
+            // READ_IDLE bytes, not its largest request's size (the allocator reuses the freed
+            // block for the next connection that needs one).
+            rbuf = BytesMut::with_capacity(READ_IDLE);
         }
         if rbuf.capacity() - rbuf.len() < 4096 {
             rbuf.reserve(READ_CHUNK);
