@@ -837,6 +837,18 @@ def targets(run: Run, summary: dict[str, dict[str, dict[str, object]]]) -> list[
             rows.append((f"{cfg} {app} ≥ {goal}× {base}", fmt(v, ".2f") + "×", _ok(v, goal, True)))
         v = get("hello", cfg, "cpu_us_per_req")
         rows.append((f"{cfg} hello ≤ 15 µs CPU/req", fmt(v) + " µs", _ok(v, 15, False)))
+    # Same worker count as uWSGI's (2 workers + a master / supervisor): the prefork rows.
+    for app in ALL_APPS:
+        ours = get(app, "ferrocgi-fcgi-tcp-prefork", "peak_rss_mib")
+        theirs = get(app, "uwsgi-fcgi", "peak_rss_mib")
+        ok = "yes" if ours and theirs and ours <= theirs else ("NO" if ours and theirs else "–")
+        rows.append(
+            (
+                f"ferrocgi-fcgi-tcp-prefork {app} peak RSS ≤ uwsgi-fcgi's",
+                f"{fmt(ours, '.1f')} vs {fmt(theirs, '.1f')} MiB",
+                ok,
+            )
+        )
     rh, mf = get("hello", "ferrocgi-rust-hello", "rps"), get("hello", "minimal-fcgi", "rps")
     ratio = rh / mf if rh and mf else None
     rows.append(("pure-Rust hello ≥ 0.95× minimal-fcgi", fmt(ratio, ".2f") + "×", _ok(ratio, 0.95, True)))
