@@ -1,14 +1,21 @@
 //! The WSGI host: a [`Handler`] that collects each request's body on the async side, then runs
-//! the application on a bounded pool of Python threads.
+//! the application on a bounded pool of Python threads, or inline (see below).
 //!
 //! # Theory of operation
 //!
 //! `handle` (async, no GIL) reads the body ([`crate::input::collect`]), answers 413 itself when
 //! it is too large, then queues a [`Job`] for the pool and returns: the job carries the
 //! request's [`Responder`], which keeps the request counted in flight until the response is
-//! complete. Each pool thread
-//! holds the GIL only while Python code runs: waiting for a job and every blocking send of
-//! response bytes happen with the GIL released.
+//! complete. Each pool thread holds the GIL only while Python code runs: waiting for a job and
+//! every blocking send of response bytes happen with the GIL released.
+//!
+//! A process that serves one request at a time (a prefork worker with `threads=1`) runs the
+//! job inline instead ([`Threads::Inline`]): in a task of its own on the runtime thread that
+//! read the request, which saves the two wake-ups of a hand-over per request. Whatever could
+//! hold that thread while the connection loops must run, a blocking send (the connection's
+//! queue is full) or a response that streams (an iterable that is not known to be made, the
+//! legacy `write()`), runs under `block_in_place`, which moves the runtime to another thread
+//! meanwhile.
 
 use crate::environ::{build_environ, EnvironBase};
 use crate::input::{collect, BodyData, CollectError, InputStream};
@@ -60,7 +67,8 @@ pub struct Job {
     pub resp: Responder,
 }
 
-/// The [`Handler`] side: async, never touches Python.
+/// The [`Handler`] side: async; Python runs on the pool's threads, or in a task of its own
+/// (inline).
 pub struct WsgiHandler {
     jobs: Arc<Queue<Job>>,
     inline: Option<Arc<Inline>>,
