@@ -239,18 +239,17 @@ def errors(environ: Environ, start_response: StartResponse) -> list[bytes]:
     return [b"logged"]
 
 
-def big(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
-    """``?bytes=N``: byte i is i % 251, in 64 KiB chunks."""
-    n = int(query(environ).get("bytes", str(10 * 1024 * 1024)))
+def big(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+    """``?bytes=N``: byte i is i % 251, in 64 KiB chunks yielded one by one, or returned as
+    one list with ``&list=1`` (many more chunks than a connection's queue holds)."""
+    q = query(environ)
+    n = int(q.get("bytes", str(10 * 1024 * 1024)))
     start_response(
         "200 OK", [("Content-Type", "application/octet-stream"), ("Content-Length", str(n))]
     )
     block = bytes(range(251)) * 262  # 65762 bytes, a multiple of 251
-    sent = 0
-    while sent < n:
-        piece = block[: min(len(block), n - sent)]
-        sent += len(piece)
-        yield piece
+    pieces = (block[: min(len(block), n - sent)] for sent in range(0, n, len(block)))
+    return list(pieces) if q.get("list") == "1" else pieces
 
 
 ROUTES: dict[str, App] = {

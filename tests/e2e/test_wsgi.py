@@ -353,6 +353,16 @@ def test_response_10mib(site: Site) -> None:
 
 
 @every_path
+def test_list_response_10mib(site: Site) -> None:
+    """A list of 160 chunks: far more than a connection's queue holds, so sending it waits
+    for the connection loop (under prefork, on the worker's I/O thread itself)."""
+    n = 10 * MIB
+    reply = site.get(f"/big?bytes={n}&list=1")
+    assert reply.status == 200
+    assert reply.body == pattern(n)
+
+
+@every_path
 def test_file_wrapper_10mib(site: Site) -> None:
     reply = site.get("/raw-file")
     assert reply.status == 200, (reply.status, reply.body[:300])
