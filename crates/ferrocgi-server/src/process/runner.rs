@@ -67,11 +67,7 @@ fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
-fn report(s: &Option<UnixStream>, byte: u8) {
-    report_to(s.as_ref(), byte);
-}
-
-fn report_to(s: Option<&UnixStream>, byte: u8) {
+fn report(s: Option<&UnixStream>, byte: u8) {
     if let Some(mut s) = s {
         // A full pipe only means the supervisor is behind; the next report supersedes.
         let _ = s.write(&[byte]);
@@ -88,13 +84,12 @@ fn report_load(
     mut load: tokio::sync::watch::Receiver<Load>,
     rt: &tokio::runtime::Handle,
 ) {
-    let reporter = Some(reporter);
     let mut busy = false;
-    report_to(reporter, b'I');
+    report(Some(reporter), b'I');
     loop {
         if (load.borrow_and_update().busy() > 0) != busy {
             busy = !busy;
-            report_to(reporter, if busy { b'B' } else { b'I' });
+            report(Some(reporter), if busy { b'B' } else { b'I' });
             // Changes meanwhile are seen (and the latest reported) after the pause.
             std::thread::sleep(REPORT_EVERY);
             continue;
@@ -236,7 +231,7 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
                 }
             }
         };
-        report(&status, b'R');
+        report(status.as_ref(), b'R');
         *why.lock().unwrap_or_else(|e| e.into_inner()) = w;
         how
     };
