@@ -7,7 +7,9 @@
 //! it is too large, then queues a [`Job`] for the pool and returns: the job carries the
 //! request's [`Responder`], which keeps the request counted in flight until the response is
 //! complete. Each pool thread holds the GIL only while Python code runs: waiting for a job and
-//! every blocking send of response bytes happen with the GIL released.
+//! every blocking send of response bytes happen with the GIL released. Whether a second
+//! thread starts a request while one runs is the queue's decision ([`crate::queue`]): only
+//! when the running ones wait off the CPU, or have run long.
 //!
 //! A process that serves one request at a time (a prefork worker with `threads=1`) runs the
 //! job inline instead ([`Threads::Inline`]): in a task of its own on the runtime thread that
@@ -19,7 +21,7 @@
 
 use crate::environ::{build_environ, EnvironBase};
 use crate::input::{collect, BodyData, CollectError, InputStream};
-use crate::queue::{Queue, Take};
+use crate::queue::{Member, Queue, Take};
 use crate::response::{self, lock, ClientDisconnected, ResponseState, StartResponse};
 use crate::watchdog::{OnWedged, RequestTimeout, Watchdog};
 use crate::wsgi::{ErrorStream, FileWrapper};
@@ -243,20 +245,22 @@ impl Host {
             settings: settings.clone(),
             watchdog,
         });
-        let queue = Queue::new();
         let live = Arc::new(AtomicUsize::new(0));
         let pool_threads = match threads {
             Threads::Pool(n) => n.max(1),
             Threads::Inline => 0,
         };
+        let queue = Queue::new(pool_threads > 1)?;
         for i in 0..pool_threads {
-            let rx = queue.clone();
+            let queue = queue.clone();
             let host = host.clone();
             let live = Live::enter(&live);
             std::thread::Builder::new()
                 .name(format!("ferrocgi-py-{i}"))
                 .spawn(move || {
-                    Python::attach(|py| host.worker(py, rx));
+                    let member = queue.join();
+                    drop(queue);
+                    Python::attach(|py| host.worker(py, member));
                     drop(host);
                     drop(live);
                 })
@@ -277,13 +281,13 @@ impl Host {
         })
     }
 
-    fn worker(&self, py: Python<'_>, rx: Arc<Queue<Job>>) {
+    fn worker(&self, py: Python<'_>, member: Member<Job>) {
         let ident = thread_ident(py);
         loop {
             // The GIL is released only to wait: a queued job is taken while holding it.
-            let job = match rx.take() {
+            let job = match member.take() {
                 Take::Job(job) => job,
-                Take::Wait(w) => match py.detach(|| w.wait()) {
+                Take::Wait => match py.detach(|| member.wait()) {
                     Some(job) => job,
                     None => break,
                 },

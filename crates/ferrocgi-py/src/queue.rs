@@ -1,13 +1,37 @@
 //! The job queue between the connection loops and the Python threads.
 //!
-//! Built for the GIL: a thread that finishes a request takes the next queued job while it
-//! still holds the GIL (no release, no wake-up), and a job that finds threads idle goes
-//! straight to exactly one of them, the one idle most recently (its caches are warm), instead
-//! of waking every waiter to race for it.
+//! Built for the GIL. Only one thread runs Python at a time, so a second thread helps only
+//! while the busy ones wait outside the GIL (I/O, `time.sleep`, a slow client); otherwise it
+//! costs, and much more than the hand-over: two threads taking turns at the GIL turn every
+//! lock they share into a convoy (Django's `asgiref.local.Local` takes an `RLock` some 40 times
+//! a request, and two threads running Django in one process spend 3× the CPU per request).
+//!
+//! So:
+//! - a thread that finishes a request takes the next queued job while it still holds the GIL
+//!   (no release, no wake-up);
+//! - a job that finds no request running goes straight to one idle thread, the one idle most
+//!   recently (its caches are warm);
+//! - a job that finds a request running is queued, and the dispatcher thread hands it to an
+//!   idle thread only when that can help: when the pool's threads used less than half of the
+//!   last tick's CPU time (the running requests are blocked), or when every running request
+//!   has used `HOLD` of CPU time (the GIL would make them take turns anyway, and a quick
+//!   request must not wait behind a long one for longer than that);
+//! - a thread that finishes a request while others run and keep a CPU busy goes idle instead
+//!   of taking the next job, so the pool shrinks back to one running thread.
+//!
+//! Why CPU time and not wall time for `HOLD`: requests that take turns at the GIL take
+//! longer by the wall clock, and counting that would spread the load over ever more threads.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How often the dispatcher weighs handing a held job to an idle thread.
+const TICK: Duration = Duration::from_millis(1);
+/// The most CPU time a running request uses while it holds back queued ones: Python's
+/// default switch interval, after which a thread waiting for the GIL gets it anyway.
+const HOLD: Duration = Duration::from_millis(5);
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -15,103 +39,286 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// Where one idle thread waits for its job.
 struct Slot<T> {
+    member: usize,
     job: Mutex<Option<T>>,
     ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn give(&self, job: T) {
+        *locked(&self.job) = Some(job);
+        self.ready.notify_one();
+    }
 }
 
 struct Inner<T> {
     jobs: VecDeque<T>,
     /// Idle threads, most recently idle last.
     idle: Vec<Arc<Slot<T>>>,
+    members: Vec<MemberState>,
+    /// Members running a request.
+    running: usize,
+    /// The dispatcher is watching queued jobs (a new one needs no wake-up).
+    watching: bool,
+    /// The dispatcher's last verdict: the pool's threads kept a CPU at least half busy.
+    busy: bool,
+    /// Counts threads going idle: a tick during which one did measured a pool that ran out
+    /// of work, not one that was blocked.
+    idled: u64,
 }
 
-/// A multi-producer, multi-consumer queue of jobs for a fixed set of threads.
+impl<T> Inner<T> {
+    fn start(&mut self, member: usize) {
+        let m = &mut self.members[member];
+        m.job = m.job.wrapping_add(1);
+        if !m.running {
+            m.running = true;
+            self.running += 1;
+        }
+    }
+
+    fn stop(&mut self, member: usize) {
+        let m = &mut self.members[member];
+        if m.running {
+            m.running = false;
+            self.running -= 1;
+        }
+    }
+
+    /// Jobs wait while threads are idle.
+    fn holding(&self) -> bool {
+        !self.jobs.is_empty() && !self.idle.is_empty()
+    }
+
+    /// Jobs wait and requests run: the dispatcher has something to weigh.
+    fn weighing(&self) -> bool {
+        !self.jobs.is_empty() && self.running > 0
+    }
+
+    /// Hands the first held job to the most recently idle thread.
+    fn release_one(&mut self) -> Option<(Arc<Slot<T>>, T)> {
+        if !self.holding() {
+            return None;
+        }
+        let slot = self.idle.pop()?;
+        let job = self.jobs.pop_front()?;
+        self.start(slot.member);
+        Some((slot, job))
+    }
+}
+
+struct MemberState {
+    running: bool,
+    /// Counts the member's requests, so the dispatcher sees a new one begin.
+    job: u64,
+    clock: Option<CpuClock>,
+}
+
+/// A multi-producer queue of jobs for a fixed set of threads, its members.
 pub struct Queue<T> {
     inner: Mutex<Inner<T>>,
     closed: AtomicBool,
+    /// Wakes the dispatcher when a job is held.
+    held: Condvar,
 }
 
-/// What [`Queue::take`] found.
+/// What [`Member::take`] found.
 pub enum Take<T> {
     /// A job to run.
     Job(T),
-    /// None queued: wait with [`Waiter::wait`] (without the GIL).
-    Wait(Waiter<T>),
+    /// None for this thread now: wait with [`Member::wait`] (without the GIL).
+    Wait,
     /// Closed and empty: the thread ends.
     Closed,
 }
 
-/// An idle thread's registration; [`Waiter::wait`] blocks until a job or the close.
-pub struct Waiter<T> {
-    slot: Arc<Slot<T>>,
+/// One thread of the pool; made on that thread by [`Queue::join`].
+pub struct Member<T> {
     queue: Arc<Queue<T>>,
+    slot: Arc<Slot<T>>,
 }
 
-impl<T> Queue<T> {
-    pub fn new() -> Arc<Self> {
-        Arc::new(Queue {
+impl<T: Send + 'static> Queue<T> {
+    /// A queue; with `dispatcher`, a thread of its own hands held jobs to idle threads (a pool
+    /// of one thread needs none).
+    pub fn new(dispatcher: bool) -> std::io::Result<Arc<Self>> {
+        let queue = Arc::new(Queue {
             inner: Mutex::new(Inner {
                 jobs: VecDeque::new(),
                 idle: Vec::new(),
+                members: Vec::new(),
+                running: 0,
+                watching: false,
+                busy: true,
+                idled: 0,
             }),
             closed: AtomicBool::new(false),
-        })
+            held: Condvar::new(),
+        });
+        if dispatcher {
+            let q = queue.clone();
+            std::thread::Builder::new()
+                .name("ferrocgi-dispatch".into())
+                .spawn(move || q.dispatch())?;
+        }
+        Ok(queue)
+    }
+}
+
+impl<T> Queue<T> {
+    /// Registers the calling thread as a member.
+    pub fn join(self: &Arc<Self>) -> Member<T> {
+        let mut inner = locked(&self.inner);
+        let member = inner.members.len();
+        inner.members.push(MemberState {
+            running: false,
+            job: 0,
+            clock: CpuClock::of_this_thread(),
+        });
+        Member {
+            queue: self.clone(),
+            slot: Arc::new(Slot {
+                member,
+                job: Mutex::new(None),
+                ready: Condvar::new(),
+            }),
+        }
     }
 
-    /// Queues `job`, or hands it to an idle thread; `Err(job)` once closed.
+    /// Hands `job` to an idle thread if no request is running, else queues it; `Err(job)`
+    /// once closed.
     pub fn push(&self, job: T) -> Result<(), T> {
         let mut inner = locked(&self.inner);
         if self.closed.load(Ordering::Acquire) {
             return Err(job);
         }
-        match inner.idle.pop() {
-            Some(slot) => {
+        if inner.running == 0 && inner.jobs.is_empty() {
+            if let Some(slot) = inner.idle.pop() {
+                inner.start(slot.member);
                 drop(inner);
-                *locked(&slot.job) = Some(job);
-                slot.ready.notify_one();
+                slot.give(job);
+                return Ok(());
             }
-            None => inner.jobs.push_back(job),
         }
+        inner.jobs.push_back(job);
+        self.watch(&mut inner);
         Ok(())
     }
 
-    /// The next queued job, or a registration to wait for one.
-    pub fn take(self: &Arc<Self>) -> Take<T> {
-        let mut inner = locked(&self.inner);
-        if let Some(job) = inner.jobs.pop_front() {
-            return Take::Job(job);
+    fn watch(&self, inner: &mut Inner<T>) {
+        if !inner.watching && inner.weighing() {
+            inner.watching = true;
+            self.held.notify_one();
         }
-        if self.closed.load(Ordering::Acquire) {
-            return Take::Closed;
-        }
-        let slot = Arc::new(Slot {
-            job: Mutex::new(None),
-            ready: Condvar::new(),
-        });
-        inner.idle.push(slot.clone());
-        Take::Wait(Waiter {
-            slot,
-            queue: self.clone(),
-        })
     }
 
-    /// No more jobs: idle threads end, busy ones end once the queue is empty.
+    /// No more jobs: held jobs go to idle threads, the other idle threads end, busy ones end
+    /// once the queue is empty.
     pub fn close(&self) {
-        let idle = {
+        let (released, idle) = {
             let mut inner = locked(&self.inner);
             self.closed.store(true, Ordering::Release);
-            std::mem::take(&mut inner.idle)
+            let released: Vec<_> = std::iter::from_fn(|| inner.release_one()).collect();
+            (released, std::mem::take(&mut inner.idle))
         };
+        self.held.notify_one();
+        for (slot, job) in released {
+            slot.give(job);
+        }
         for slot in idle {
             let _guard = locked(&slot.job);
             slot.ready.notify_one();
         }
     }
+
+    /// The dispatcher thread. While jobs wait and requests run, every [`TICK`] it measures
+    /// the CPU time of the pool's threads; if they spent less than half the tick on a CPU
+    /// (the requests are blocked), or every running request has used [`HOLD`], it hands a
+    /// held job to an idle thread. The verdict also tells threads that finish a request
+    /// whether to take the next job while others run ([`Member::take`]).
+    fn dispatch(self: Arc<Self>) {
+        let mut clocks: Vec<Option<CpuClock>> = Vec::new();
+        let (mut before, mut after) = (Vec::new(), Vec::new());
+        // Per member: (its request, its CPU time when the dispatcher first saw that request).
+        let mut seen: Vec<(u64, Duration)> = Vec::new();
+        let mut inner = locked(&self.inner);
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            if !inner.weighing() {
+                inner.watching = false;
+                inner = self.held.wait(inner).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            inner.watching = true;
+            clocks.clear();
+            clocks.extend(inner.members.iter().map(|m| m.clock));
+            let idled = inner.idled;
+            drop(inner);
+            let t0 = Instant::now();
+            read_clocks(&clocks, &mut before);
+            std::thread::sleep(TICK);
+            read_clocks(&clocks, &mut after);
+            let wall = t0.elapsed();
+            let used: Duration = after
+                .iter()
+                .zip(&before)
+                .map(|(a, b)| a.saturating_sub(*b))
+                .sum();
+            inner = locked(&self.inner);
+            let blocked = used * 2 < wall && inner.idled == idled;
+            if inner.idled == idled {
+                inner.busy = !blocked;
+            }
+            seen.resize(clocks.len(), (u64::MAX, Duration::ZERO));
+            // Every running request has used HOLD: none is a quick one about to finish.
+            let mut overdue = inner.running > 0;
+            for (i, m) in inner.members.iter().take(clocks.len()).enumerate() {
+                if !m.running {
+                    continue;
+                }
+                if seen[i].0 != m.job {
+                    seen[i] = (m.job, before[i]);
+                }
+                overdue &= after[i].saturating_sub(seen[i].1) >= HOLD;
+            }
+            if blocked || overdue || inner.running == 0 {
+                if let Some((slot, job)) = inner.release_one() {
+                    drop(inner);
+                    slot.give(job);
+                    inner = locked(&self.inner);
+                }
+            }
+        }
+    }
 }
 
-impl<T> Waiter<T> {
-    /// Blocks until a job arrives (`Some`) or the queue closes (`None`).
-    pub fn wait(self) -> Option<T> {
+impl<T> Member<T> {
+    /// Ends this thread's running request, if any, and takes the next queued job, unless
+    /// other requests run and keep a CPU busy: then the thread goes idle, so that the pool
+    /// shrinks back to one running thread once concurrency stopped paying.
+    pub fn take(&self) -> Take<T> {
+        let mut inner = locked(&self.queue.inner);
+        inner.stop(self.slot.member);
+        let closed = self.queue.closed.load(Ordering::Acquire);
+        if inner.running == 0 || !inner.busy || closed {
+            if let Some(job) = inner.jobs.pop_front() {
+                inner.start(self.slot.member);
+                return Take::Job(job);
+            }
+        }
+        if closed {
+            return Take::Closed;
+        }
+        inner.idle.push(self.slot.clone());
+        inner.idled = inner.idled.wrapping_add(1);
+        self.queue.watch(&mut inner);
+        Take::Wait
+    }
+
+    /// After [`Take::Wait`]: blocks until a job arrives (`Some`) or the queue closes (`None`).
+    pub fn wait(&self) -> Option<T> {
         let mut job = locked(&self.slot.job);
         loop {
             if let Some(j) = job.take() {
@@ -125,41 +332,187 @@ impl<T> Waiter<T> {
     }
 }
 
+/// A thread's CPU-time clock, readable from other threads.
+#[derive(Debug, Clone, Copy)]
+struct CpuClock(libc::clockid_t);
+
+impl CpuClock {
+    fn of_this_thread() -> Option<CpuClock> {
+        let mut id: libc::clockid_t = 0;
+        // SAFETY: pthread_self() is the calling thread, alive; `id` is a valid out-pointer.
+        let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+        (rc == 0).then_some(CpuClock(id))
+    }
+
+    /// Zero once the thread is gone (the pool is closing).
+    fn read(self) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid out-pointer; a stale clock id only makes the call fail.
+        if unsafe { libc::clock_gettime(self.0, &mut ts) } != 0 {
+            return Duration::ZERO;
+        }
+        Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+    }
+}
+
+/// Each clock's reading (zero where there is none) into `out`.
+fn read_clocks(clocks: &[Option<CpuClock>], out: &mut Vec<Duration>) {
+    out.clear();
+    out.extend(
+        clocks
+            .iter()
+            .map(|c| c.map_or(Duration::ZERO, CpuClock::read)),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::mpsc;
 
-    #[test]
-    fn jobs_reach_waiting_and_busy_threads_and_close_ends_them() {
-        let q = Queue::<u32>::new();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let threads: Vec<_> = (0..3)
+    type Job = Box<dyn FnOnce() + Send>;
+
+    /// `n` member threads running jobs until the queue closes.
+    fn pool(queue: &Arc<Queue<Job>>, n: usize) -> Vec<std::thread::JoinHandle<()>> {
+        (0..n)
             .map(|_| {
-                let q = q.clone();
-                let tx = tx.clone();
-                std::thread::spawn(move || loop {
-                    let job = match q.take() {
-                        Take::Job(j) => j,
-                        Take::Wait(w) => match w.wait() {
-                            Some(j) => j,
-                            None => return,
-                        },
-                        Take::Closed => return,
-                    };
-                    tx.send(job).unwrap();
+                let q = queue.clone();
+                std::thread::spawn(move || {
+                    let member = q.join();
+                    drop(q);
+                    loop {
+                        let job = match member.take() {
+                            Take::Job(j) => j,
+                            Take::Wait => match member.wait() {
+                                Some(j) => j,
+                                None => return,
+                            },
+                            Take::Closed => return,
+                        };
+                        job();
+                    }
                 })
             })
-            .collect();
-        for i in 0..1000 {
-            q.push(i).unwrap();
+            .collect()
+    }
+
+    /// Long enough to mean "never" for a job that must not wait on another forever.
+    const HANG: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn every_job_runs_once_and_close_ends_the_threads() {
+        let q = Queue::<Job>::new(true).unwrap();
+        let threads = pool(&q, 3);
+        let (tx, rx) = mpsc::channel();
+        for i in 0..1000u32 {
+            let tx = tx.clone();
+            q.push(Box::new(move || tx.send(i).unwrap())).ok().unwrap();
         }
-        let mut got: Vec<u32> = (0..1000).map(|_| rx.recv().unwrap()).collect();
+        let mut got: Vec<u32> = (0..1000).map(|_| rx.recv_timeout(HANG).unwrap()).collect();
         got.sort_unstable();
         assert_eq!(got, (0..1000).collect::<Vec<_>>());
         q.close();
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(q.push(7), Err(7));
+        assert!(q.push(Box::new(|| ())).is_err());
+    }
+
+    /// The first job waits (off the CPU) for the second: the dispatcher must see the pool
+    /// idle and hand the second job to another thread.
+    #[test]
+    fn a_blocked_request_does_not_hold_back_the_next() {
+        let q = Queue::<Job>::new(true).unwrap();
+        let threads = pool(&q, 2);
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let d = done_tx.clone();
+        q.push(Box::new(move || {
+            d.send(go_rx.recv_timeout(HANG).is_ok()).unwrap()
+        }))
+        .ok()
+        .unwrap();
+        q.push(Box::new(move || go_tx.send(()).unwrap()))
+            .ok()
+            .unwrap();
+        assert!(
+            done_rx.recv_timeout(HANG).unwrap(),
+            "the second job never ran"
+        );
+        q.close();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// The first job keeps a CPU busy until the second runs: the second is held back only
+    /// until the first has used HOLD of CPU time.
+    #[test]
+    fn a_busy_request_holds_back_the_next_only_for_a_while() {
+        let q = Queue::<Job>::new(true).unwrap();
+        let threads = pool(&q, 2);
+        let flag = Arc::new(AtomicBool::new(false));
+        let (done_tx, done_rx) = mpsc::channel();
+        let f = flag.clone();
+        q.push(Box::new(move || {
+            let t0 = Instant::now();
+            while !f.load(Ordering::Acquire) && t0.elapsed() < HANG {
+                std::hint::spin_loop();
+            }
+            done_tx.send(f.load(Ordering::Acquire)).unwrap();
+        }))
+        .ok()
+        .unwrap();
+        let f = flag.clone();
+        q.push(Box::new(move || f.store(true, Ordering::Release)))
+            .ok()
+            .unwrap();
+        assert!(
+            done_rx.recv_timeout(HANG * 2).unwrap(),
+            "the second job never ran"
+        );
+        q.close();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// Without a dispatcher, a job held behind a blocked one is handed out by close(), so a
+    /// stopping server still answers it.
+    #[test]
+    fn close_hands_held_jobs_to_idle_threads() {
+        let q = Queue::<Job>::new(false).unwrap();
+        let threads = pool(&q, 2);
+        // Both threads idle, so the first job goes straight to one of them.
+        while locked(&q.inner).idle.len() < 2 {
+            std::thread::yield_now();
+        }
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel();
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        q.push(Box::new(move || {
+            done_tx.send(go_rx.recv_timeout(HANG).is_ok()).unwrap();
+            r.fetch_add(1, Ordering::AcqRel);
+        }))
+        .ok()
+        .unwrap();
+        q.push(Box::new(move || go_tx.send(()).unwrap()))
+            .ok()
+            .unwrap();
+        assert_eq!(locked(&q.inner).jobs.len(), 1, "the second job is held");
+        q.close();
+        assert!(
+            done_rx.recv_timeout(HANG).unwrap(),
+            "the held job was not run"
+        );
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(ran.load(Ordering::Acquire), 1);
     }
 }
