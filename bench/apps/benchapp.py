@@ -1,13 +1,16 @@
 """The WSGI application every benchmarked server loads: one callable, routed on the last
-path segment so the same process serves all four benchmark apps.
+path segment so the same process serves all five benchmark apps.
 
 * ``/hello``: ``Hello, world!`` (13 bytes).
 * ``/payload``: 64 KiB of bytes (GET).
 * ``/post``: reads the request body in 64 KiB pieces and answers its length.
 * ``/django``: a Django template view (``benchsite``), through Django's WSGI handler.
+* ``/io``: waits 10 ms off the CPU (``time.sleep``, standing in for a database query or an
+  upstream call), then answers like ``/hello``: what threads are for.
 """
 
 import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -19,6 +22,7 @@ StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
 
 HELLO = b"Hello, world!"
+IO_WAIT = 0.010
 PAYLOAD = bytes(i % 251 for i in range(64 * 1024))
 _django = get_wsgi_application()
 
@@ -48,6 +52,9 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
             total += len(piece)
             left -= len(piece)
         return _plain(start_response, str(total).encode())
+    if name == "io":
+        time.sleep(IO_WAIT)
+        return _plain(start_response, HELLO)
     if name == "django":
         environ["SCRIPT_NAME"] = ""
         environ["PATH_INFO"] = "/django/"
