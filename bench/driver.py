@@ -73,7 +73,7 @@ def configs() -> list[Config]:
     """Every configuration, in report order. Worker processes: 2 wherever there are workers."""
     sock = RUN / "sock"
     fc = [venv_bin("ferrocgi"), "benchapp:application", f"pythonpath={APPS_DIR}", "log_level=warn"]
-    threaded = ["method=threaded", "threads=8"]
+    threaded = ["method=threaded", "threads=64", "maxchildren=64"]
     prefork = ["method=prefork", "maxchildren=2", "minspare=2", "maxspare=2"]
     out: list[Config] = []
     port = 19100
@@ -94,7 +94,7 @@ def configs() -> list[Config]:
             name = f"ferrocgi-{proto}-{transport}-{method}"
             addr = f"unix:{sock / name}.sock" if transport == "unix" else tcp()
             cmd = fc + [f"protocol={proto}"] + words + fc_addr(addr)
-            note = "1 process, 8 threads" if method == "threaded" else "2 workers"
+            note = "1 process, 64 threads (one per connection)" if method == "threaded" else "2 workers"
             out.append(Config(name, "ferrocgi", proto, PY_APPS, cmd, addr, note))
     a = tcp()
     out.append(
