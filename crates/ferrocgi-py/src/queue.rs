@@ -400,6 +400,13 @@ mod tests {
             .collect()
     }
 
+    fn close_and_join(q: &Queue<Job>, threads: Vec<std::thread::JoinHandle<()>>) {
+        q.close();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
     /// Long enough to mean "never" for a job that must not wait on another forever.
     const HANG: Duration = Duration::from_secs(20);
 
@@ -415,10 +422,7 @@ mod tests {
         let mut got: Vec<u32> = (0..1000).map(|_| rx.recv_timeout(HANG).unwrap()).collect();
         got.sort_unstable();
         assert_eq!(got, (0..1000).collect::<Vec<_>>());
-        q.close();
-        for t in threads {
-            t.join().unwrap();
-        }
+        close_and_join(&q, threads);
         assert!(q.push(Box::new(|| ())).is_err());
     }
 
@@ -443,10 +447,7 @@ mod tests {
             done_rx.recv_timeout(HANG).unwrap(),
             "the second job never ran"
         );
-        q.close();
-        for t in threads {
-            t.join().unwrap();
-        }
+        close_and_join(&q, threads);
     }
 
     /// The first job keeps a CPU busy until the second runs: the second is held back only
@@ -475,10 +476,7 @@ mod tests {
             done_rx.recv_timeout(HANG * 2).unwrap(),
             "the second job never ran"
         );
-        q.close();
-        for t in threads {
-            t.join().unwrap();
-        }
+        close_and_join(&q, threads);
     }
 
     /// Without a dispatcher, a job held behind a blocked one is handed out by close(), so a
