@@ -400,6 +400,10 @@ mod tests {
             .collect()
     }
 
+    fn push(q: &Queue<Job>, job: impl FnOnce() + Send + 'static) {
+        q.push(Box::new(job)).ok().unwrap();
+    }
+
     fn close_and_join(q: &Queue<Job>, threads: Vec<std::thread::JoinHandle<()>>) {
         q.close();
         for t in threads {
@@ -417,7 +421,7 @@ mod tests {
         let (tx, rx) = mpsc::channel();
         for i in 0..1000u32 {
             let tx = tx.clone();
-            q.push(Box::new(move || tx.send(i).unwrap())).ok().unwrap();
+            push(&q, move || tx.send(i).unwrap());
         }
         let mut got: Vec<u32> = (0..1000).map(|_| rx.recv_timeout(HANG).unwrap()).collect();
         got.sort_unstable();
@@ -426,57 +430,41 @@ mod tests {
         assert!(q.push(Box::new(|| ())).is_err());
     }
 
-    /// The first job waits (off the CPU) for the second: the dispatcher must see the pool
-    /// idle and hand the second job to another thread.
-    #[test]
-    fn a_blocked_request_does_not_hold_back_the_next() {
-        let q = Queue::<Job>::new(true).unwrap();
-        let threads = pool(&q, 2);
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let (done_tx, done_rx) = mpsc::channel();
-        let d = done_tx.clone();
-        q.push(Box::new(move || {
-            d.send(go_rx.recv_timeout(HANG).is_ok()).unwrap()
-        }))
-        .ok()
-        .unwrap();
-        q.push(Box::new(move || go_tx.send(()).unwrap()))
-            .ok()
-            .unwrap();
-        assert!(
-            done_rx.recv_timeout(HANG).unwrap(),
-            "the second job never ran"
-        );
-        close_and_join(&q, threads);
-    }
-
-    /// The first job keeps a CPU busy until the second runs: the second is held back only
-    /// until the first has used HOLD of CPU time.
-    #[test]
-    fn a_busy_request_holds_back_the_next_only_for_a_while() {
+    /// On a pool of two with a dispatcher, a first job waits (calling `wait` in a loop) until
+    /// a second, queued behind it, has run; true if it saw the second run.
+    fn second_job_runs_while_first_waits_for_it(wait: fn()) -> bool {
         let q = Queue::<Job>::new(true).unwrap();
         let threads = pool(&q, 2);
         let flag = Arc::new(AtomicBool::new(false));
         let (done_tx, done_rx) = mpsc::channel();
         let f = flag.clone();
-        q.push(Box::new(move || {
+        push(&q, move || {
             let t0 = Instant::now();
             while !f.load(Ordering::Acquire) && t0.elapsed() < HANG {
-                std::hint::spin_loop();
+                wait();
             }
             done_tx.send(f.load(Ordering::Acquire)).unwrap();
-        }))
-        .ok()
-        .unwrap();
-        let f = flag.clone();
-        q.push(Box::new(move || f.store(true, Ordering::Release)))
-            .ok()
-            .unwrap();
-        assert!(
-            done_rx.recv_timeout(HANG * 2).unwrap(),
-            "the second job never ran"
-        );
+        });
+        push(&q, move || flag.store(true, Ordering::Release));
+        let ran = done_rx.recv_timeout(HANG * 2).unwrap();
         close_and_join(&q, threads);
+        ran
+    }
+
+    /// Off the CPU: the dispatcher must see the pool idle and hand the second job over.
+    #[test]
+    fn a_blocked_request_does_not_hold_back_the_next() {
+        assert!(second_job_runs_while_first_waits_for_it(|| {
+            std::thread::sleep(Duration::from_millis(1))
+        }));
+    }
+
+    /// On the CPU: the second job is held back only until the first has used HOLD of CPU.
+    #[test]
+    fn a_busy_request_holds_back_the_next_only_for_a_while() {
+        assert!(second_job_runs_while_first_waits_for_it(
+            std::hint::spin_loop
+        ));
     }
 
     /// Without a dispatcher, a job held behind a blocked one is handed out by close(), so a
@@ -493,15 +481,11 @@ mod tests {
         let (done_tx, done_rx) = mpsc::channel();
         let ran = Arc::new(AtomicUsize::new(0));
         let r = ran.clone();
-        q.push(Box::new(move || {
+        push(&q, move || {
             done_tx.send(go_rx.recv_timeout(HANG).is_ok()).unwrap();
             r.fetch_add(1, Ordering::AcqRel);
-        }))
-        .ok()
-        .unwrap();
-        q.push(Box::new(move || go_tx.send(()).unwrap()))
-            .ok()
-            .unwrap();
+        });
+        push(&q, move || go_tx.send(()).unwrap());
         assert_eq!(locked(&q.inner).jobs.len(), 1, "the second job is held");
         q.close();
         assert!(
