@@ -16,8 +16,13 @@
 //!   last tick's CPU time (the running requests are blocked), or when every running request
 //!   has used `HOLD` of CPU time (the GIL would make them take turns anyway, and a quick
 //!   request must not wait behind a long one for longer than that);
-//! - a thread that finishes a request while others run and keep a CPU busy goes idle instead
-//!   of taking the next job, so the pool shrinks back to one running thread.
+//! - a thread that finishes a request while another running request keeps a CPU busy (it
+//!   used a quarter of the last tick or more) goes idle instead of taking the next job, so
+//!   the pool shrinks back to one running thread. A mix of waiting and computing requests
+//!   keeps one computing while the others wait.
+//!
+//! A tick reads only the clocks of the threads running a request when it begins: reading 64
+//! idle threads' clocks every tick would cost more than the dispatch saves.
 //!
 //! Why CPU time and not wall time for `HOLD`: requests that take turns at the GIL take
 //! longer by the wall clock, and counting that would spread the load over ever more threads.
@@ -28,7 +33,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How often the dispatcher weighs handing a held job to an idle thread.
-const TICK: Duration = Duration::from_millis(1);
+const TICK: Duration = Duration::from_micros(500);
 /// The most CPU time a running request uses while it holds back queued ones: Python's
 /// default switch interval, after which a thread waiting for the GIL gets it anyway.
 const HOLD: Duration = Duration::from_millis(5);
@@ -60,8 +65,6 @@ struct Inner<T> {
     running: usize,
     /// The dispatcher is watching queued jobs (a new one needs no wake-up).
     watching: bool,
-    /// The dispatcher's last verdict: the pool's threads kept a CPU at least half busy.
-    busy: bool,
     /// Counts threads going idle: a tick during which one did measured a pool that ran out
     /// of work, not one that was blocked.
     idled: u64,
@@ -109,6 +112,10 @@ impl<T> Inner<T> {
 
 struct MemberState {
     running: bool,
+    /// The dispatcher's last verdict while it runs requests: it kept a CPU at least a
+    /// quarter busy (threads taking turns at the GIL each get a share). False from idle
+    /// until measured.
+    hot: bool,
     /// Counts the member's requests, so the dispatcher sees a new one begin.
     job: u64,
     clock: Option<CpuClock>,
@@ -149,7 +156,6 @@ impl<T: Send + 'static> Queue<T> {
                 members: Vec::new(),
                 running: 0,
                 watching: false,
-                busy: true,
                 idled: 0,
             }),
             closed: AtomicBool::new(false),
@@ -172,6 +178,7 @@ impl<T> Queue<T> {
         let member = inner.members.len();
         inner.members.push(MemberState {
             running: false,
+            hot: false,
             job: 0,
             clock: CpuClock::of_this_thread(),
         });
@@ -234,8 +241,8 @@ impl<T> Queue<T> {
     /// The dispatcher thread. While jobs wait and requests run, every [`TICK`] it measures
     /// the CPU time of the pool's threads; if they spent less than half the tick on a CPU
     /// (the requests are blocked), or every running request has used [`HOLD`], it hands a
-    /// held job to an idle thread. The verdict also tells threads that finish a request
-    /// whether to take the next job while others run ([`Member::take`]).
+    /// held job to an idle thread. Its verdict on each running request (on a CPU or not)
+    /// tells threads that finish a request whether to take the next job ([`Member::take`]).
     fn dispatch(self: Arc<Self>) {
         let mut clocks: Vec<Option<CpuClock>> = Vec::new();
         let (mut before, mut after) = (Vec::new(), Vec::new());
@@ -253,7 +260,7 @@ impl<T> Queue<T> {
             }
             inner.watching = true;
             clocks.clear();
-            clocks.extend(inner.members.iter().map(|m| m.clock));
+            clocks.extend(inner.members.iter().map(|m| m.clock.filter(|_| m.running)));
             let idled = inner.idled;
             drop(inner);
             let t0 = Instant::now();
@@ -267,15 +274,23 @@ impl<T> Queue<T> {
                 .map(|(a, b)| a.saturating_sub(*b))
                 .sum();
             inner = locked(&self.inner);
-            let blocked = used * 2 < wall && inner.idled == idled;
-            if inner.idled == idled {
-                inner.busy = !blocked;
+            let clean = inner.idled == idled;
+            let blocked = used * 2 < wall && clean;
+            for (i, m) in inner.members.iter_mut().take(clocks.len()).enumerate() {
+                if m.running && clocks[i].is_some() {
+                    m.hot = after[i].saturating_sub(before[i]) * 4 >= wall;
+                }
             }
             seen.resize(clocks.len(), (u64::MAX, Duration::ZERO));
             // Every running request has used HOLD: none is a quick one about to finish.
             let mut overdue = inner.running > 0;
             for (i, m) in inner.members.iter().take(clocks.len()).enumerate() {
                 if !m.running {
+                    continue;
+                }
+                if clocks[i].is_none() {
+                    // Started during the tick: not measured yet, so not overdue.
+                    overdue = false;
                     continue;
                 }
                 if seen[i].0 != m.job {
@@ -296,13 +311,14 @@ impl<T> Queue<T> {
 
 impl<T> Member<T> {
     /// Ends this thread's running request, if any, and takes the next queued job, unless
-    /// other requests run and keep a CPU busy: then the thread goes idle, so that the pool
+    /// another running request keeps a CPU busy: then the thread goes idle, so that the pool
     /// shrinks back to one running thread once concurrency stopped paying.
     pub fn take(&self) -> Take<T> {
         let mut inner = locked(&self.queue.inner);
         inner.stop(self.slot.member);
         let closed = self.queue.closed.load(Ordering::Acquire);
-        if inner.running == 0 || !inner.busy || closed {
+        let computing = inner.members.iter().any(|m| m.running && m.hot);
+        if !computing || closed {
             if let Some(job) = inner.jobs.pop_front() {
                 inner.start(self.slot.member);
                 return Take::Job(job);
@@ -312,6 +328,7 @@ impl<T> Member<T> {
             return Take::Closed;
         }
         inner.idle.push(self.slot.clone());
+        inner.members[self.slot.member].hot = false;
         inner.idled = inner.idled.wrapping_add(1);
         self.queue.watch(&mut inner);
         Take::Wait
