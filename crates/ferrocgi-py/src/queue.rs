@@ -274,17 +274,11 @@ impl<T> Queue<T> {
                 .map(|(a, b)| a.saturating_sub(*b))
                 .sum();
             inner = locked(&self.inner);
-            let clean = inner.idled == idled;
-            let blocked = used * 2 < wall && clean;
-            for (i, m) in inner.members.iter_mut().take(clocks.len()).enumerate() {
-                if m.running && clocks[i].is_some() {
-                    m.hot = after[i].saturating_sub(before[i]) * 4 >= wall;
-                }
-            }
+            let blocked = used * 2 < wall && inner.idled == idled;
             seen.resize(clocks.len(), (u64::MAX, Duration::ZERO));
             // Every running request has used HOLD: none is a quick one about to finish.
             let mut overdue = inner.running > 0;
-            for (i, m) in inner.members.iter().take(clocks.len()).enumerate() {
+            for (i, m) in inner.members.iter_mut().take(clocks.len()).enumerate() {
                 if !m.running {
                     continue;
                 }
@@ -293,6 +287,7 @@ impl<T> Queue<T> {
                     overdue = false;
                     continue;
                 }
+                m.hot = after[i].saturating_sub(before[i]) * 4 >= wall;
                 if seen[i].0 != m.job {
                     seen[i] = (m.job, before[i]);
                 }
@@ -317,7 +312,7 @@ impl<T> Member<T> {
         let mut inner = locked(&self.queue.inner);
         inner.stop(self.slot.member);
         let closed = self.queue.closed.load(Ordering::Acquire);
-        let computing = inner.members.iter().any(|m| m.running && m.hot);
+        let computing = inner.running > 0 && inner.members.iter().any(|m| m.running && m.hot);
         if !computing || closed {
             if let Some(job) = inner.jobs.pop_front() {
                 inner.start(self.slot.member);
