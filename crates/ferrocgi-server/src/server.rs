@@ -150,6 +150,7 @@ pub struct Server<H> {
     listener: Option<Listener>,
     ctx: Arc<ServerCtx<H>>,
     accept_gate: Option<usize>,
+    accept_limit: Option<u64>,
 }
 
 impl<H: Handler> Server<H> {
@@ -177,6 +178,7 @@ impl<H: Handler> Server<H> {
                 load: Arc::new(watch::Sender::new(Load::default())),
             }),
             accept_gate: None,
+            accept_limit: None,
         }
     }
 
@@ -189,6 +191,14 @@ impl<H: Handler> Server<H> {
     /// prefork worker leaves new connections to its idle siblings (they share the socket).
     pub fn accept_only_below(mut self, n: usize) -> Self {
         self.accept_gate = Some(n.max(1));
+        self
+    }
+
+    /// Accepts no connection once `n` requests have started (a prefork worker's
+    /// `maxrequests`): the next connection stays in the backlog for a sibling, instead of
+    /// reaching a worker on its way out.
+    pub fn accept_until_started(mut self, n: u64) -> Self {
+        self.accept_limit = Some(n.max(1));
         self
     }
 
@@ -212,6 +222,7 @@ impl<H: Handler> Server<H> {
             listener,
             ctx,
             accept_gate,
+            accept_limit,
         } = self;
         let listener = listener.ok_or_else(|| {
             io::Error::new(
@@ -220,6 +231,7 @@ impl<H: Handler> Server<H> {
             )
         })?;
         let mut load = ctx.load.subscribe();
+        let mut limit_load = ctx.load.subscribe();
         let desc = listener.to_string();
         let accept = Acceptor::new(&listener.sock)?;
         let conns = Arc::new(Semaphore::new(ctx.config.max_connections));
@@ -239,9 +251,18 @@ impl<H: Handler> Server<H> {
                 p = conns.clone().acquire_owned() => p.expect("the semaphore is never closed"),
                 s = &mut stop => { how = s; break }
             };
+            let limit_reached = async {
+                match accept_limit {
+                    Some(n) => drop(limit_load.wait_for(|l| l.started >= n).await),
+                    None => std::future::pending().await,
+                }
+            };
             let accepted = tokio::select! {
-                a = accept.accept() => a,
+                // First: a connection that arrives as the last request starts is not taken.
+                biased;
+                _ = limit_reached => { how = (&mut stop).await; break }
                 s = &mut stop => { how = s; break }
+                a = accept.accept() => a,
             };
             let (stream, peer, ip) = match accepted {
                 Ok(s) => s,

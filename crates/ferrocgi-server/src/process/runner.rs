@@ -131,6 +131,10 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         Some(n) => server.accept_only_below(n),
         None => server,
     };
+    let server = match plan.maxrequests {
+        0 => server,
+        n => server.accept_until_started(n),
+    };
     let status = match plan.status {
         Some(fd) => {
             let s = UnixStream::from(fd);
