@@ -93,11 +93,19 @@ impl Running {
 }
 
 fn start(config: ServerConfig) -> Running {
+    start_with(config, |s| s)
+}
+
+/// [`start`], with the server configured further by `setup` (e.g. `accept_until_started`).
+fn start_with(
+    config: ServerConfig,
+    setup: impl FnOnce(Server<TestApp>) -> Server<TestApp>,
+) -> Running {
     let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 64).unwrap();
     let addr = listener.local_tcp_addr().unwrap();
     let app = TestApp::default();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = Server::new(listener, config, app.clone());
+    let server = setup(Server::new(listener, config, app.clone()));
     let done = tokio::spawn(server.run(async move {
         let _ = rx.await;
     }));
@@ -802,4 +810,28 @@ async fn during_a_stop_a_connection_accepted_before_it_gets_its_first_request_se
     assert_eq!(body_of(&res[&1].stdout), b"len=4");
     expect_close(&mut s, Duration::from_millis(500)).await;
     stopping.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_connection_carrying_the_last_request_before_maxrequests_closes_with_its_response() {
+    // nginx reuses a kept-alive connection as soon as it has read a response's end, and does
+    // not retry a POST that fails there: the worker's last response must carry the close
+    // itself, not leave an idle connection to be closed a moment later.
+    let srv = start_with(ServerConfig::new(Protocol::Fastcgi), |s| {
+        s.accept_until_started(2)
+    });
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    for (i, body) in [&b"first"[..], b"second!"].into_iter().enumerate() {
+        let mut out = BytesMut::new();
+        fcgi_request(&mut out, 1, true, "", body);
+        s.write_all(&out).await.unwrap();
+        let res = read_fcgi(&mut s, &[1]).await;
+        assert_eq!(res[&1].end, Some((0, 0)), "request {i}");
+        assert_eq!(
+            body_of(&res[&1].stdout),
+            format!("len={}", body.len()).as_bytes()
+        );
+    }
+    expect_close(&mut s, Duration::from_millis(500)).await;
+    srv.stop().await;
 }

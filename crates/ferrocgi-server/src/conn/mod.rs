@@ -145,6 +145,9 @@ struct Conn<'a, C, H> {
     /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
     /// also means: a request was seen on this connection).
     fresh: bool,
+    /// This connection started the server's last request (`maxrequests`): it closes as soon
+    /// as it is idle, so the end of that response carries the close.
+    last: bool,
     /// Output queued ahead of `out`: large response chunks travel as their own buffers,
     /// written with one vectored write instead of being copied into `out`.
     segs: Vec<Bytes>,
@@ -178,6 +181,7 @@ pub(crate) async fn serve<S, C, H>(
         close: false,
         broken: false,
         fresh: true,
+        last: false,
         segs: Vec::new(),
         new_tasks: Vec::new(),
         tasks: Vec::new(),
@@ -217,7 +221,7 @@ pub(crate) async fn serve<S, C, H>(
         }
         let idle = c.reqs.is_empty() && rbuf.is_empty() && c.pending.is_none();
         let done = c.close
-            || (c.reqs.is_empty() && (eof || c.codec.wants_close()))
+            || (c.reqs.is_empty() && (eof || c.codec.wants_close() || c.last))
             || (phase != Phase::Serving
                 && idle
                 && (close_when_idle || (phase == Phase::Retiring && !c.fresh)));
@@ -512,7 +516,8 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             body: Body::new(body_rx, shared.clone(), declared),
             peer: self.peer.clone(),
         };
-        let ticket = self.ctx.request_started(permit);
+        let (ticket, last) = self.ctx.request_started(permit);
+        self.last |= last;
         let resp = Responder::new(id, self.resp_tx.clone(), shared.clone(), ticket);
         self.not_fresh();
         let ctx = self.ctx.clone();
