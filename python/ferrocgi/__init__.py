@@ -5,6 +5,6 @@ socket=/run/mysite.sock``), with Django's ``manage.py runfcgi`` (add ``"ferrocgi
 INSTALLED_APPS), or from Python with :func:`serve`.
 """
 
-from ferrocgi._ferrocgi import ClientDisconnected, FileWrapper, __version__, serve
+from ferrocgi._ferrocgi import ClientDisconnected, FileWrapper, RequestTimeout, __version__, serve
 
-__all__ = ["ClientDisconnected", "FileWrapper", "__version__", "serve"]
+__all__ = ["ClientDisconnected", "FileWrapper", "RequestTimeout", "__version__", "serve"]

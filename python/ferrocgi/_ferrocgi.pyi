@@ -8,6 +8,10 @@ __version__: str
 class ClientDisconnected(OSError):
     """The web server aborted the request or its connection was lost."""
 
+class RequestTimeout(BaseException):
+    """Raised in a request's thread when it runs past ``request_timeout`` (a BaseException, so
+    ``except Exception`` in the application does not swallow it)."""
+
 class InputStream:
     """``wsgi.input``: the request body, complete and read-only."""
     def read(self, size: int | None = None) -> bytes: ...
@@ -59,9 +63,13 @@ def serve(
     """Serve ``app`` on ``bind`` (``HOST:PORT``, ``unix:PATH`` or ``fd:N``) until SIGTERM/SIGINT."""
 
 def main(
-    argv: list[str], flavor_name: str = "cli", app: Callable[..., Iterable[bytes]] | None = None
+    argv: list[str],
+    flavor_name: str = "cli",
+    app: Callable[..., Iterable[bytes]] | None = None,
+    loader: Callable[[], Callable[..., Iterable[bytes]]] | None = None,
 ) -> int:
-    """Parse the words with the one option parser and serve; returns the exit status."""
+    """Parse the words with the one option parser and serve; returns the exit status.
+    ``loader`` is called for the application after binding and the privilege drop."""
 
 def check(argv: list[str], flavor_name: str = "cli") -> int | None:
     """Parse without serving: prints help/version/the error and returns its status, or None."""

@@ -9,6 +9,8 @@ Routes (by the last segment of PATH_INFO):
 - ``/exit?code=N``: the process ends at once with ``os._exit(N)`` (a crashing worker).
 - ``/echo`` (any method): ``{"method", "query", "length", "content_length", "pid"}``: the body
   is read to its end and measured.
+- ``/ids``: the process's ids now (real, effective, saved uid and gid; supplementary groups),
+  the effective uid the module was imported with, and the environment's ``FERROCGI_*`` names.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 VERSION = Path(__file__).with_name("version.txt").read_text().strip()
+IMPORT_EUID = os.geteuid()
 
 
 def _reply(start_response: Callable[..., Any], data: dict[str, Any]) -> list[bytes]:
@@ -37,6 +40,17 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     if route == "exit":
         os._exit(int(query.get("code", "3")))
+    if route == "ids":
+        return _reply(
+            start_response,
+            {
+                "uids": list(os.getresuid()),
+                "gids": list(os.getresgid()),
+                "groups": sorted(os.getgroups()),
+                "import_euid": IMPORT_EUID,
+                "ferrocgi_env": sorted(k for k in os.environ if k.startswith("FERROCGI_")),
+            },
+        )
     if route == "echo":
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         return _reply(

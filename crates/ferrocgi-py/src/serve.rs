@@ -151,10 +151,27 @@ fn import_app(py: Python<'_>, app: &options::AppRef) -> PyResult<Py<PyAny>> {
     Ok(obj.unbind())
 }
 
-fn prepend_pythonpath(py: Python<'_>, dirs: &[std::path::PathBuf]) -> PyResult<()> {
+/// Puts `pythonpath` first on `sys.path`, then the directory ferrocgi started in (as gunicorn
+/// and Granian do: `ferrocgi app:application` works in the directory holding `app.py`).
+fn prepend_pythonpath(
+    py: Python<'_>,
+    dirs: &[PathBuf],
+    start_dir: Option<&std::path::Path>,
+) -> PyResult<()> {
     let path = py.import("sys")?.getattr("path")?;
-    for d in dirs.iter().rev() {
-        path.call_method1("insert", (0, d.to_string_lossy().into_owned()))?;
+    let entries = dirs.iter().map(PathBuf::as_path).chain(start_dir);
+    for (i, d) in entries.enumerate() {
+        path.call_method1("insert", (i, d.to_string_lossy().into_owned()))?;
+    }
+    Ok(())
+}
+
+/// Removes the variables ferrocgi passes to itself from `os.environ` (Python copied the
+/// environment at its start, before [`reexec::take_inherited`] removed them from the process's).
+fn forget_internal_env(py: Python<'_>) -> PyResult<()> {
+    let environ = py.import("os")?.getattr("environ")?;
+    for k in reexec::INTERNAL_ENV.iter().chain(&spawned::SYSTEMD_ENV) {
+        environ.call_method1("pop", (*k, py.None()))?;
     }
     Ok(())
 }
@@ -216,34 +233,104 @@ fn reload(listener: Listener, old_workers: &[i32], pidfile: Option<PidFile>) -> 
     Ok(1)
 }
 
-/// Serves with parsed options: `app` given (Django, runfastcgi) or imported from the options.
-/// Returns the process exit status.
-pub fn run_options(py: Python<'_>, opts: Options, app: Option<Py<PyAny>>) -> PyResult<i32> {
-    reexec::remember_start_dir();
-    init_logging(&opts.log_level.level().to_string().to_lowercase());
-    prepend_pythonpath(py, &opts.pythonpath)?;
-    let app = match app {
-        Some(app) => app,
-        None => {
-            let Some(app_ref) = opts.app.as_ref() else {
-                eprintln!("ferrocgi: no application given (example: ferrocgi mysite.wsgi:application port=3033)");
-                return Ok(2);
-            };
-            // An import error fails fast, with its traceback, before anything is bound.
-            match import_app(py, app_ref) {
-                Ok(app) => app,
-                Err(e) => {
-                    e.print(py);
-                    eprintln!(
-                        "ferrocgi: cannot load the application {}:{}",
-                        app_ref.module, app_ref.callable
-                    );
-                    return Ok(1);
+/// Where the application comes from: imported by ferrocgi (`module:callable`), made by a
+/// loader the caller gives (Django's `WSGI_APPLICATION`), or given ready (embedding).
+pub enum AppSource {
+    /// Import `module:callable` from the options.
+    Import(options::AppRef),
+    /// Call this to get the application.
+    Loader(Py<PyAny>),
+    /// The application itself.
+    Ready(Py<PyAny>),
+}
+
+impl AppSource {
+    /// The application; an error is printed (with its traceback) here.
+    fn load(self, py: Python<'_>) -> Option<Py<PyAny>> {
+        let (what, result, hint) = match self {
+            AppSource::Ready(app) => return Some(app),
+            AppSource::Loader(f) => ("the application".to_string(), f.call0(py), None),
+            AppSource::Import(r) => {
+                let result = import_app(py, &r);
+                let hint = result.as_ref().err().and_then(|e| import_hint(py, &r, e));
+                (
+                    format!("the application {}:{}", r.module, r.callable),
+                    result,
+                    hint,
+                )
+            }
+        };
+        match result {
+            Ok(app) => Some(app),
+            Err(e) => {
+                e.print(py);
+                eprintln!("ferrocgi: cannot load {what}");
+                if let Some(hint) = hint {
+                    eprintln!("{hint}");
                 }
+                None
             }
         }
+    }
+}
+
+/// Advice for an import that failed because the application's own top module was not found:
+/// where Python looked, and the likely fix.
+fn import_hint(py: Python<'_>, app: &options::AppRef, e: &PyErr) -> Option<String> {
+    if let Some(stem) = app.module.strip_suffix(".py") {
+        return Some(format!(
+            "ferrocgi: {}:{} names a file, not a module: did you mean {}:application?",
+            app.module,
+            app.callable,
+            stem.replace('/', ".")
+        ));
+    }
+    if !e.is_instance_of::<pyo3::exceptions::PyModuleNotFoundError>(py) {
+        return None;
+    }
+    let missing: String = e.value(py).getattr("name").ok()?.extract().ok()?;
+    let top = app.module.split('.').next()?;
+    if missing != top {
+        return None;
+    }
+    let path: Vec<String> = py
+        .import("sys")
+        .ok()?
+        .getattr("path")
+        .ok()?
+        .extract()
+        .ok()?;
+    let searched: Vec<&str> = path
+        .iter()
+        .map(String::as_str)
+        .filter(|d| !d.is_empty())
+        .collect();
+    Some(format!(
+        "ferrocgi: no module {top:?} in any of these directories: {}\nferrocgi: run ferrocgi in the directory that holds {top}, or add it with pythonpath=DIR",
+        searched.join(", ")
+    ))
+}
+
+/// Serves with parsed options. The application is loaded after the socket is bound and the
+/// privileges are dropped (its module-level code never runs as root), and before anything
+/// reports ready or forks, so a broken application still fails fast.
+/// Returns the process exit status.
+pub fn run_options(py: Python<'_>, opts: Options, app: Option<AppSource>) -> PyResult<i32> {
+    reexec::remember_start_dir();
+    reexec::take_inherited();
+    spawned::take_systemd_env();
+    forget_internal_env(py)?;
+    init_logging(&opts.log_level.level().to_string().to_lowercase());
+    prepend_pythonpath(py, &opts.pythonpath, reexec::start_dir())?;
+    let source = match (app, opts.app.clone()) {
+        (Some(source), _) => source,
+        (None, Some(app_ref)) => AppSource::Import(app_ref),
+        (None, None) => {
+            eprintln!("ferrocgi: no application given (example: ferrocgi mysite.wsgi:application port=3033)");
+            return Ok(2);
+        }
     };
-    match serve_app(py, &opts, app) {
+    match serve_app(py, &opts, source) {
         Ok(code) => Ok(code),
         Err(e) => {
             eprintln!("ferrocgi: {e}");
@@ -257,16 +344,16 @@ enum Start {
     Cgi,
 }
 
-fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<i32> {
+fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Result<i32> {
     let is_reexec = reexec::is_reexec();
     let mut spawned = false;
     let start = if let Some(fd) = reexec::inherited_listener() {
-        let mut l = Listener::from_fd(fd)?;
+        let mut l = Listener::from_inherited_fd(fd)?;
         l.adopt_socket_file();
         Start::Listen(l)
     } else if let Some(fd) = spawned::systemd_socket().filter(|_| opts.bind_addr().is_none()) {
         info!("serving the socket passed by systemd (LISTEN_FDS)");
-        Start::Listen(Listener::from_fd(fd)?)
+        Start::Listen(Listener::from_inherited_fd(fd)?)
     } else if let Some(bind) = opts.bind_addr() {
         if let Some(p) = &opts.pidfile {
             PidFile::check(p)?;
@@ -293,6 +380,9 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         }
     };
     if let Start::Cgi = start {
+        let Some(app) = source.load(py) else {
+            return Ok(1);
+        };
         return serve_cgi(py, opts, app);
     }
     let Start::Listen(listener) = start else {
@@ -312,10 +402,21 @@ fn serve_app(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         Some(p) => Some(PidFile::write(p)?),
         None => None,
     };
-    daemon::drop_privileges(
-        opts.user.as_ref().map(|a| a.id),
-        opts.group.as_ref().map(|a| a.id),
-    )?;
+    let socket_file = match opts.bind_addr() {
+        Some(BindAddr::Unix(p)) if !is_reexec => Some(p),
+        _ => None,
+    };
+    let files: Vec<&std::path::Path> = opts
+        .pidfile
+        .iter()
+        .chain(socket_file.iter())
+        .map(PathBuf::as_path)
+        .collect();
+    daemon::warn_if_left_behind(&files, opts.user.as_ref(), opts.group.as_ref());
+    daemon::drop_privileges(opts.user.as_ref(), opts.group.as_ref())?;
+    let Some(app) = source.load(py) else {
+        return Ok(1);
+    };
     let (outlog, errlog) = (opts.outlog.clone(), opts.errlog.clone());
     let reopen: ReopenLogs = std::sync::Arc::new(move || {
         if let Err(e) = daemon::reopen_logs(outlog.as_deref(), errlog.as_deref()) {
@@ -494,16 +595,24 @@ fn flavor(name: &str) -> PyResult<Flavor> {
     }
 }
 
-/// `main(argv, flavor="cli", app=None) -> int`: parse the words, print help or the one-line
-/// error (exit status 2), or serve (`app` given: Django's runfcgi / runfastcgi).
+/// `main(argv, flavor="cli", app=None, loader=None) -> int`: parse the words, print help or
+/// the one-line error (exit status 2), or serve. `loader` (Django's runfcgi / runfastcgi) is
+/// called for the application once the socket is bound and privileges are dropped; `app` is
+/// an application already made.
 #[pyfunction]
-#[pyo3(signature = (argv, flavor_name="cli", app=None))]
+#[pyo3(signature = (argv, flavor_name="cli", app=None, loader=None))]
 fn main(
     py: Python<'_>,
     argv: Vec<String>,
     flavor_name: &str,
     app: Option<Py<PyAny>>,
+    loader: Option<Py<PyAny>>,
 ) -> PyResult<i32> {
+    let source = match (app, loader) {
+        (Some(app), _) => Some(AppSource::Ready(app)),
+        (None, Some(f)) => Some(AppSource::Loader(f)),
+        (None, None) => None,
+    };
     let flavor = flavor(flavor_name)?;
     match options::parse(&argv, flavor) {
         Ok(Parsed::Help(text)) => {
@@ -514,7 +623,7 @@ fn main(
             println!("ferrocgi {}", options::VERSION);
             Ok(0)
         }
-        Ok(Parsed::Run(opts)) => run_options(py, *opts, app),
+        Ok(Parsed::Run(opts)) => run_options(py, *opts, source),
         Err(e) => {
             eprintln!("{e}");
             Ok(2)

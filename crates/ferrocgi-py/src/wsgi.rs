@@ -80,8 +80,10 @@ impl FileWrapper {
     pub fn dup_file(&self, py: Python<'_>) -> Option<std::fs::File> {
         let f = self.filelike.bind(py);
         let fd: i32 = f.call_method0("fileno").ok()?.extract().ok()?;
-        let pos: u64 = f.call_method0("tell").ok()?.extract().ok()?;
+        // Duplicated before any other Python code runs: `tell()` could close the file (and the
+        // number be reused by another open) if it were called first.
         let dup = nix_dup(fd)?;
+        let pos: u64 = f.call_method0("tell").ok()?.extract().ok()?;
         let file = std::fs::File::from(dup);
         if !file.metadata().ok()?.is_file() {
             return None;

@@ -8,7 +8,7 @@ use std::fs;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use tracing::info;
@@ -99,19 +99,28 @@ impl Listener {
         retry_in_use(&path.display().to_string(), || clear_stale_socket(path))?;
         use socket2::{Domain, SockAddr, Socket, Type};
         let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
-        sock.bind(&SockAddr::unix(path)?)
+        // The mode is the socket file's from its creation (umask around bind), and the owner
+        // changes without following a link: the directory may be writable by another user,
+        // who must not make root chmod or chown a file of their choosing by swapping the path.
+        let addr = SockAddr::unix(path)?;
+        with_umask(opts.mode.map(|m| !m & 0o777), || sock.bind(&addr))
             .map_err(|e| annotate(e, &format!("cannot bind unix socket {}", path.display())))?;
         let guard = SocketFileGuard::new(path)?;
-        if let Some(mode) = opts.mode {
-            fs::set_permissions(path, fs::Permissions::from_mode(mode))?;
-        }
         if let Some((uid, gid)) = opts.owner {
-            nix::unistd::chown(
+            nix::unistd::fchownat(
+                nix::fcntl::AT_FDCWD,
                 path,
                 uid.map(nix::unistd::Uid::from_raw),
                 gid.map(nix::unistd::Gid::from_raw),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
             )
             .map_err(|e| annotate(e.into(), &format!("cannot chown {}", path.display())))?;
+            if !guard.still_ours() {
+                return Err(io::Error::other(format!(
+                    "{} was replaced while it was being set up; refusing to go on",
+                    path.display()
+                )));
+            }
         }
         sock.listen(backlog)?;
         sock.set_nonblocking(true)?;
@@ -120,6 +129,15 @@ impl Listener {
             desc: format!("unix:{}", path.display()),
             _guard: Some(guard),
         })
+    }
+
+    /// Takes over an inherited listening socket, which stays open across `exec` in programs
+    /// the application starts unless marked close-on-exec: [`Listener::from_fd`], then that.
+    /// For sockets handed over by systemd or a re-exec; not fd 0 (a spawned server's stdin).
+    pub fn from_inherited_fd(fd: RawFd) -> io::Result<Listener> {
+        use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+        fcntl(fd_checked(fd)?, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(io::Error::from)?;
+        Self::from_fd(fd)
     }
 
     /// Takes over an inherited listening socket (FCGI_LISTENSOCK_FILENO, `fd=N`, systemd).
@@ -285,6 +303,17 @@ fn retry_in_use(what: &str, mut f: impl FnMut() -> io::Result<()>) -> io::Result
     }
 }
 
+/// Runs `f` with the process umask set to `mask` (when given), then restores it. Start-up
+/// binds before any other thread exists, so no other file creation sees the temporary mask.
+fn with_umask<T>(mask: Option<u32>, f: impl FnOnce() -> T) -> T {
+    use nix::sys::stat::{umask, Mode};
+    let Some(mask) = mask else { return f() };
+    let old = umask(Mode::from_bits_truncate(mask));
+    let out = f();
+    umask(old);
+    out
+}
+
 fn annotate(e: io::Error, what: &str) -> io::Error {
     io::Error::new(e.kind(), format!("{what}: {e}"))
 }
@@ -350,12 +379,18 @@ impl SocketFileGuard {
     }
 }
 
+impl SocketFileGuard {
+    /// True while the path still names the socket file this process created.
+    fn still_ours(&self) -> bool {
+        fs::symlink_metadata(&self.path)
+            .is_ok_and(|md| md.dev() == self.dev && md.ino() == self.ino)
+    }
+}
+
 impl Drop for SocketFileGuard {
     fn drop(&mut self) {
-        if let Ok(md) = fs::symlink_metadata(&self.path) {
-            if md.dev() == self.dev && md.ino() == self.ino {
-                let _ = fs::remove_file(&self.path);
-            }
+        if self.still_ours() {
+            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -363,6 +398,7 @@ impl Drop for SocketFileGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     fn tmp(name: &str) -> PathBuf {
         let d =

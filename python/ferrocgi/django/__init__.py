@@ -2,9 +2,11 @@
 
 Add ``"ferrocgi.django"`` to ``INSTALLED_APPS`` for ``./manage.py runfcgi [key=value …]``;
 a ``.fcgi`` script on a shared host calls ``runfastcgi(method="threaded", daemonize="false")``.
-Both hand their words unchanged to ferrocgi's one option parser (Rust), with the project's
-WSGI application (``settings.WSGI_APPLICATION``) loaded first, so a broken project fails
-before anything is bound. ``help`` prints every option without loading the project.
+Both hand their words unchanged to ferrocgi's one option parser (Rust), with a loader for the
+project's WSGI application (``settings.WSGI_APPLICATION``): ferrocgi calls it once the socket
+is bound and privileges are dropped (``user=``), so the project's code never runs as root, and
+before it serves or forks, so a broken project still fails at once. ``help`` prints every
+option without loading the project.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ def run(words: Sequence[str]) -> int:
     status = _ferrocgi.check(words, FLAVOR)
     if status is not None:
         return int(status)
-    return int(_ferrocgi.main(words, FLAVOR, load_application()))
+    return int(_ferrocgi.main(words, FLAVOR, loader=load_application))
 
 
 def _word(value: Any) -> str:

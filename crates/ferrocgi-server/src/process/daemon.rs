@@ -1,5 +1,10 @@
 //! Daemon duties: detaching, log files, the pid file, dropping privileges.
 
+use crate::options::Account;
+use nix::unistd::{
+    getgroups, getresgid, getresuid, initgroups, setgroups, setresgid, setresuid, Gid, Uid, User,
+};
+use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -20,9 +25,13 @@ pub enum Forked {
 pub type ForkFn<'a> = &'a mut dyn FnMut() -> io::Result<Forked>;
 
 /// fork(2) for processes that run no other threads (the supervisor never does).
-pub fn native_fork() -> io::Result<Forked> {
-    // SAFETY: callers fork only from a single-threaded process (the supervisor and the
-    // pre-daemon start-up run no runtime and no other thread), so the child may run any code.
+///
+/// # Safety
+///
+/// The calling process must have no other thread: in the child only the calling thread
+/// exists, and any lock another thread held (the allocator's, stdio's) stays locked forever.
+pub unsafe fn native_fork() -> io::Result<Forked> {
+    // SAFETY: the caller guarantees this process is single-threaded (see above).
     match unsafe { nix::unistd::fork() }.map_err(io::Error::from)? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
@@ -90,6 +99,18 @@ fn open_log(path: Option<&Path>) -> io::Result<File> {
             }),
         None => OpenOptions::new().write(true).open("/dev/null"),
     }
+}
+
+/// Creates `path`, which must not exist, with `mode` (less the umask), without following a
+/// symbolic link at `path`.
+pub(crate) fn create_new_file(path: &Path, mode: u32) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(path)
 }
 
 fn dup_onto(f: &File, fd: i32) -> io::Result<()> {
@@ -168,19 +189,31 @@ impl PidFile {
     }
 
     /// Writes this process's pid (atomically: a temporary file renamed over `path`).
+    ///
+    /// Runs as root in a directory another user may write to, so the temporary file is created
+    /// the only safe way (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0644): a link planted at its name is
+    /// removed (unlink does not follow it), never written through. The rename replaces `path`
+    /// itself, even when `path` is a link.
     pub fn write(path: &Path) -> io::Result<PidFile> {
         let pid = std::process::id() as i32;
         let tmp = path.with_extension(format!("tmp.{pid}"));
-        {
-            let mut f = File::create(&tmp).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot write pid file {}: {e}", path.display()),
-                )
-            })?;
-            writeln!(f, "{pid}")?;
+        let context = |e: io::Error| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot write pid file {}: {e}", path.display()),
+            )
+        };
+        let mut f = match create_new_file(&tmp, 0o644) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                fs::remove_file(&tmp).map_err(context)?;
+                create_new_file(&tmp, 0o644)
+            }
+            other => other,
         }
-        fs::rename(&tmp, path)?;
+        .map_err(context)?;
+        writeln!(f, "{pid}").map_err(context)?;
+        drop(f);
+        fs::rename(&tmp, path).map_err(context)?;
         info!(path = %path.display(), pid, "wrote pid file");
         Ok(PidFile {
             path: path.to_path_buf(),
@@ -204,29 +237,139 @@ impl Drop for PidFile {
     }
 }
 
-/// Switches to `gid` then `uid` (after binding, so privileged ports and socket paths work).
-pub fn drop_privileges(uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
-    if let Some(g) = gid {
-        let g = Gid::from_raw(g);
-        // Supplementary groups of root must not survive the switch.
-        if Uid::effective().is_root() {
-            setgroups(&[g]).map_err(io::Error::from)?;
-        }
-        setgid(g).map_err(|e| {
-            io::Error::new(io::ErrorKind::PermissionDenied, format!("setgid({g}): {e}"))
-        })?;
-    }
-    if let Some(u) = uid {
-        let u = Uid::from_raw(u);
-        setuid(u).map_err(|e| {
-            io::Error::new(io::ErrorKind::PermissionDenied, format!("setuid({u}): {e}"))
-        })?;
-    }
-    if uid.is_some() || gid.is_some() {
-        info!(uid = ?uid, gid = ?gid, "dropped privileges");
-    }
+/// Switches to `user` and `group` (after binding, so privileged ports and socket paths work).
+///
+/// The whole identity changes, as php-fpm and gunicorn do it: the group defaults to the user's
+/// primary group, the supplementary groups become the user's own (initgroups), and the real,
+/// effective and saved ids all change. With only `group`, the uid stays and the supplementary
+/// groups become that one group. Afterwards every id is checked: if one is still 0 while the
+/// target is not root, this fails rather than run the application with root's powers.
+pub fn drop_privileges(user: Option<&Account>, group: Option<&Account>) -> io::Result<()> {
+    let Some(target) = Target::resolve(user, group)? else {
+        return Ok(());
+    };
+    target.switch()?;
+    target.verify()?;
+    let uid = target.uid.unwrap_or_else(Uid::current).as_raw();
+    info!(uid, gid = target.gid.as_raw(), "dropped privileges");
     Ok(())
+}
+
+/// Warns, before the privilege drop, about each of `files` (the pid file, the socket) that the
+/// unprivileged process will not be able to remove at exit because its directory does not let
+/// `user` delete entries. Such a file is harmless (the next start replaces a stale socket or
+/// pid file) but untidy; the fix is a directory the user owns (systemd's `RuntimeDirectory=`).
+pub fn warn_if_left_behind(files: &[&Path], user: Option<&Account>, group: Option<&Account>) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(Some(target)) = Target::resolve(user, group) else {
+        return;
+    };
+    let uid = target.uid.unwrap_or_else(Uid::current).as_raw();
+    for file in files {
+        let dir = file
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let Ok(md) = fs::metadata(dir) else { continue };
+        let sticky = md.mode() & 0o1000 != 0;
+        let removable = (md.uid() == uid && md.mode() & 0o200 != 0)
+            || (!sticky && md.mode() & 0o002 != 0)
+            || (!sticky && md.gid() == target.gid.as_raw() && md.mode() & 0o020 != 0);
+        if !removable {
+            warn!(
+                file = %file.display(),
+                dir = %dir.display(),
+                uid,
+                "after the privilege drop this file cannot be removed at exit (its directory does not let the user delete it); the next start replaces it. Use a directory the user owns (systemd: RuntimeDirectory=)"
+            );
+        }
+    }
+}
+
+/// The identity [`drop_privileges`] switches to.
+struct Target {
+    uid: Option<Uid>,
+    gid: Gid,
+    /// The user name for initgroups: `None` when only a group, or a uid with no passwd entry.
+    name: Option<CString>,
+}
+
+impl Target {
+    fn resolve(user: Option<&Account>, group: Option<&Account>) -> io::Result<Option<Target>> {
+        let entry = match user {
+            Some(u) => User::from_uid(Uid::from_raw(u.id)).map_err(io::Error::from)?,
+            None => None,
+        };
+        let gid = match (group, &entry, user) {
+            (Some(g), _, _) => Gid::from_raw(g.id),
+            (None, Some(e), _) => e.gid,
+            (None, None, Some(u)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "user {} has no entry in the user database, so its group is unknown: give group= too",
+                        u.name
+                    ),
+                ))
+            }
+            (None, None, None) => return Ok(None),
+        };
+        let name = entry
+            .map(|e| CString::new(e.name))
+            .transpose()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "user name holds a NUL"))?;
+        Ok(Some(Target {
+            uid: user.map(|u| Uid::from_raw(u.id)),
+            gid,
+            name,
+        }))
+    }
+
+    fn switch(&self) -> io::Result<()> {
+        let denied = |what: String| {
+            move |e: nix::Error| {
+                io::Error::new(io::ErrorKind::PermissionDenied, format!("{what}: {e}"))
+            }
+        };
+        if Uid::effective().is_root() {
+            match &self.name {
+                Some(name) => initgroups(name, self.gid)
+                    .map_err(denied(format!("initgroups({name:?}, {})", self.gid)))?,
+                None => {
+                    setgroups(&[self.gid]).map_err(denied(format!("setgroups([{}])", self.gid)))?
+                }
+            }
+        }
+        setresgid(self.gid, self.gid, self.gid).map_err(denied(format!("setgid({})", self.gid)))?;
+        if let Some(u) = self.uid {
+            setresuid(u, u, u).map_err(denied(format!("setuid({u})")))?;
+        }
+        Ok(())
+    }
+
+    /// Fails if root's ids survived the switch (when the target is not root itself).
+    fn verify(&self) -> io::Result<()> {
+        let ids = getresuid().map_err(io::Error::from)?;
+        let gids = getresgid().map_err(io::Error::from)?;
+        let groups = getgroups().map_err(io::Error::from)?;
+        let want_uid = self.uid.unwrap_or_else(Uid::current);
+        let uid_root = [ids.real, ids.effective, ids.saved]
+            .iter()
+            .any(|u| u.is_root());
+        let gid_root = [gids.real, gids.effective, gids.saved]
+            .iter()
+            .chain(&groups)
+            .any(|g| g.as_raw() == 0);
+        if (uid_root && !want_uid.is_root()) || (gid_root && self.gid.as_raw() != 0) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!(
+                    "privileges not fully dropped (uids {ids:?}, gids {gids:?}, groups {groups:?}); refusing to go on"
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -257,6 +400,28 @@ mod tests {
         fs::write(&path, "1\n").unwrap();
         drop(pf);
         assert_eq!(fs::read_to_string(&path).unwrap(), "1\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pidfile_temp_file_does_not_follow_a_planted_symlink() {
+        let dir = std::env::temp_dir().join(format!("ferrocgi-pidlink-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        fs::write(&victim, "precious\n").unwrap();
+        let path = dir.join("x.pid");
+        let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &tmp).unwrap();
+        let pf = PidFile::write(&path).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert_eq!(
+            fs::read_to_string(&path).unwrap().trim(),
+            std::process::id().to_string()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode & !0o644, 0, "mode {mode:o}");
+        drop(pf);
         fs::remove_dir_all(&dir).unwrap();
     }
 }

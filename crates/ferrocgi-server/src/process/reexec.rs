@@ -19,6 +19,42 @@ pub const ENV_OLD_WORKERS: &str = "FERROCGI_OLD_WORKERS";
 
 static START_DIR: OnceLock<PathBuf> = OnceLock::new();
 
+/// What a re-executed program inherits, read once from the environment.
+#[derive(Debug, Default)]
+struct Inherited {
+    listen_fd: Option<RawFd>,
+    old_workers: Vec<i32>,
+}
+
+static INHERITED: OnceLock<Inherited> = OnceLock::new();
+
+fn inherited() -> &'static Inherited {
+    INHERITED.get_or_init(|| Inherited {
+        listen_fd: std::env::var(ENV_LISTEN_FD)
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        old_workers: std::env::var(ENV_OLD_WORKERS)
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    })
+}
+
+/// The environment variables this module passes between programs: internal, so removed from
+/// the environment the application sees (see [`take_inherited`]).
+pub const INTERNAL_ENV: [&str; 2] = [ENV_LISTEN_FD, ENV_OLD_WORKERS];
+
+/// Reads what a previous program handed over and removes it from the environment, so the
+/// application and its children never see it. Call first, while this is the only thread.
+pub fn take_inherited() {
+    inherited();
+    for k in INTERNAL_ENV {
+        // SAFETY (of the std call's contract): start-up runs before any other thread exists.
+        std::env::remove_var(k);
+    }
+}
+
 /// Records the directory the program started in (call before detaching changes it): the
 /// command line may hold paths relative to it (`./manage.py runfcgi …`).
 pub fn remember_start_dir() {
@@ -27,23 +63,24 @@ pub fn remember_start_dir() {
     }
 }
 
+/// The directory the program started in, as [`remember_start_dir`] recorded it.
+pub fn start_dir() -> Option<&'static std::path::Path> {
+    START_DIR.get().map(PathBuf::as_path)
+}
+
 /// True when this process is a re-executed server (it must not detach or bind again).
 pub fn is_reexec() -> bool {
-    std::env::var_os(ENV_LISTEN_FD).is_some()
+    inherited().listen_fd.is_some()
 }
 
 /// The listening socket inherited from the previous program, if any.
 pub fn inherited_listener() -> Option<RawFd> {
-    std::env::var(ENV_LISTEN_FD).ok()?.parse().ok()
+    inherited().listen_fd
 }
 
 /// The previous generation's workers, if any.
 pub fn inherited_old_workers() -> Vec<i32> {
-    std::env::var(ENV_OLD_WORKERS)
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|p| p.parse().ok())
-        .collect()
+    inherited().old_workers.clone()
 }
 
 /// Replaces this program with a fresh copy of itself, same arguments, handing over

@@ -27,10 +27,28 @@ pub fn detect() -> Stdin {
     }
 }
 
+/// The variables of systemd's socket activation protocol (sd_listen_fds(3)).
+pub const SYSTEMD_ENV: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
+
+static SYSTEMD_SOCKET: std::sync::OnceLock<Option<std::os::fd::RawFd>> = std::sync::OnceLock::new();
+
 /// The first socket passed by systemd socket activation (`LISTEN_PID` is this process and
-/// `LISTEN_FDS` ≥ 1: the socket is fd 3), if any.
+/// `LISTEN_FDS` ≥ 1: the socket is fd 3), if any. Read once: [`take_systemd_env`] removes
+/// the variables.
 pub fn systemd_socket() -> Option<std::os::fd::RawFd> {
-    let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
-    let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
-    (pid == std::process::id() && fds >= 1).then_some(3)
+    *SYSTEMD_SOCKET.get_or_init(|| {
+        let pid: u32 = std::env::var("LISTEN_PID").ok()?.parse().ok()?;
+        let fds: u32 = std::env::var("LISTEN_FDS").ok()?.parse().ok()?;
+        (pid == std::process::id() && fds >= 1).then_some(3)
+    })
+}
+
+/// Reads the socket-activation variables, then removes them (as `sd_listen_fds(1)` does), so
+/// a program the application starts does not take itself for the activated service. Call at
+/// start-up, while this is the only thread.
+pub fn take_systemd_env() {
+    systemd_socket();
+    for k in SYSTEMD_ENV {
+        std::env::remove_var(k);
+    }
 }

@@ -1,0 +1,64 @@
+"""What a new user meets first, run exactly as the README and the docs write it.
+
+Each test runs the console script the way a person types it, in the directory a person would
+be in (the project directory, not the test runner's), and checks what they see: that it
+serves, or the message that tells them what to do.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from test_cli import clean_env, environ_via, ferrocgi, run
+
+import harness
+
+APP_SOURCE = harness.APPS / "wsgi.py"
+
+
+def project(rundir: Path, name: str = "project") -> Path:
+    """A directory holding ``app.py`` (a copy of the suite's WSGI app), as a user's would."""
+    d = harness.instance_dir(rundir, name)
+    shutil.copy(APP_SOURCE, d / "app.py")
+    (d / "app.py").chmod(0o644)
+    return d
+
+
+def test_working_directory_is_on_sys_path(rundir: Path) -> None:
+    """In the directory holding app.py, ``ferrocgi app:application --port N`` serves it
+    (no pythonpath=), as gunicorn and Granian users expect."""
+    d = project(rundir)
+    port = harness.free_port()
+    argv = ferrocgi("app:application", "--port", str(port))
+    with harness.spawn("ferrocgi", argv, d, env=clean_env()) as proc:
+        address = (harness.LOOPBACK, port)
+        harness.wait_until("the socket to accept", proc, lambda: harness.can_connect(address))
+        assert environ_via(address)["PATH_INFO"] == "/env/x"
+
+
+def test_a_missing_module_says_where_it_looked(rundir: Path) -> None:
+    """A module that is nowhere on sys.path: the directories searched and the fix."""
+    d = harness.instance_dir(rundir, "empty")
+    done = subprocess.run(
+        ferrocgi("mysite.wsgi", "--port", str(harness.free_port())),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean_env(),
+        cwd=d,
+    )
+    assert done.returncode == 1, done
+    assert "ModuleNotFoundError: No module named 'mysite'" in done.stderr
+    assert f"in any of these directories: {d}, " in done.stderr, done.stderr
+    assert "pythonpath=DIR" in done.stderr
+
+
+def test_a_file_name_gets_a_did_you_mean(rundir: Path) -> None:
+    """``ferrocgi app.py``: a file name where a module was expected."""
+    d = project(rundir)
+    done = run(ferrocgi("app.py", "--port", str(harness.free_port())))
+    assert done.returncode == 1, done
+    assert "did you mean app:application?" in done.stderr, done.stderr
+    assert d.exists()
