@@ -290,6 +290,7 @@ AJP_RESPONSE_HEADERS = {
     0xA00B: "WWW-Authenticate",
 }
 AJP_ATTR_QUERY_STRING = 0x05
+AJP_ATTR_SECRET = 0x0C
 AJP_ATTR_REQ_ATTRIBUTE = 0x0A
 AJP_ATTR_ARE_DONE = 0xFF
 
@@ -319,6 +320,7 @@ def ajp_forward_request_payload(
     server_name: str = "localhost",
     server_port: int = 80,
     is_ssl: bool = False,
+    secret: str | None = None,
 ) -> bytes:
     out = bytes([AJP_FORWARD_REQUEST, AJP_METHODS[method]])
     out += ajp_string(protocol) + ajp_string(uri) + ajp_string(remote_addr)
@@ -330,6 +332,8 @@ def ajp_forward_request_payload(
         out += ajp_string(value)
     if query is not None:
         out += bytes([AJP_ATTR_QUERY_STRING]) + ajp_string(query)
+    if secret is not None:
+        out += bytes([AJP_ATTR_SECRET]) + ajp_string(secret)
     return out + bytes([AJP_ATTR_ARE_DONE])
 
 

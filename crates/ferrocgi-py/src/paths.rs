@@ -14,7 +14,10 @@
 //!    taken to be mounted at the root: SCRIPT_NAME empty, PATH_INFO = what was sent.
 //! 5. Neither was sent: PATH_INFO is the path of REQUEST_URI, percent-decoded.
 //!
-//! Note: if this changes, update docs/paths.md.
+//! A path ferrocgi rebuilds from REQUEST_URI (rules 1, 2 and 5) has its dot segments removed
+//! after decoding (RFC 3986 §5.2.4): the front end matched its locations and access rules on
+//! the normalised path, so `/admin/%2e%2e/x` must reach the application as `/x`, as the front
+//! end saw it, not as `/admin/../x`.
 
 use ferrocgi_proto::Params;
 use ferrocgi_server::Protocol;
@@ -42,6 +45,48 @@ pub fn percent_decode(s: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
+/// Removes `.` and `..` segments from an absolute path (RFC 3986 §5.2.4); a path without any
+/// is returned as it is. `..` never climbs above the root.
+pub fn remove_dot_segments(path: &[u8]) -> Cow<'_, [u8]> {
+    let Some(rest) = path.strip_prefix(b"/") else {
+        return Cow::Borrowed(path);
+    };
+    let is_dot = |seg: &[u8]| seg == b"." || seg == b"..";
+    if !rest.split(|&b| b == b'/').any(is_dot) {
+        return Cow::Borrowed(path);
+    }
+    let segments: Vec<&[u8]> = rest.split(|&b| b == b'/').collect();
+    let mut kept: Vec<&[u8]> = Vec::with_capacity(segments.len());
+    for (i, seg) in segments.iter().enumerate() {
+        match *seg {
+            b"." => {}
+            b".." => {
+                kept.pop();
+            }
+            seg => kept.push(seg),
+        }
+        // A dot segment at the end leaves a directory: `/a/b/..` is `/a/`.
+        if i + 1 == segments.len() && is_dot(seg) {
+            kept.push(b"");
+        }
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for seg in kept {
+        out.push(b'/');
+        out.extend_from_slice(seg);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    Cow::Owned(out)
+}
+
+/// A path from REQUEST_URI as the application gets it: percent-decoded, then normalised.
+fn decoded_path(raw: &[u8]) -> Vec<u8> {
+    let decoded = percent_decode(raw);
+    remove_dot_segments(&decoded).into_owned()
+}
+
 /// The path part of a REQUEST_URI (everything before `?`).
 fn uri_path(uri: &[u8]) -> &[u8] {
     match uri.iter().position(|&b| b == b'?') {
@@ -64,18 +109,20 @@ pub fn script_and_path(
     let (sn, pi): (Vec<u8>, Vec<u8>) = if protocol == Protocol::Ajp13 {
         let raw = request_path.unwrap_or(b"/");
         let path = if ajp_path_decoded {
-            Cow::Borrowed(raw)
+            remove_dot_segments(raw).into_owned()
         } else {
-            percent_decode(raw)
+            decoded_path(raw)
         };
-        (Vec::new(), path.into_owned())
+        (Vec::new(), path)
     } else if !sent_pi.is_empty() {
         (sent_sn.to_vec(), sent_pi.to_vec())
     } else if !sent_sn.is_empty() {
         (Vec::new(), sent_sn.to_vec())
     } else {
-        let path = request_path.map(percent_decode).unwrap_or_default();
-        (Vec::new(), path.into_owned())
+        (
+            Vec::new(),
+            request_path.map(decoded_path).unwrap_or_default(),
+        )
     };
 
     let Some(prefix) = script_name else {
@@ -88,7 +135,7 @@ pub fn script_and_path(
     };
     let public = match protocol {
         Protocol::Ajp13 => None,
-        _ => request_path.map(percent_decode),
+        _ => request_path.map(decoded_path),
     };
     let mut full = sn.clone();
     full.extend_from_slice(&pi);
@@ -102,6 +149,37 @@ pub fn script_and_path(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_segments_are_removed_as_rfc_3986_says() {
+        let cases: &[(&str, &str)] = &[
+            ("/a/b/c", "/a/b/c"),
+            ("/admin/../x", "/x"),
+            ("/a/./b", "/a/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/b/.", "/a/b/"),
+            ("/../../x", "/x"),
+            ("/..", "/"),
+            ("/a/..b/.c", "/a/..b/.c"),
+            ("/a//../b", "/a/b"),
+        ];
+        for (input, want) in cases {
+            let got = remove_dot_segments(input.as_bytes());
+            assert_eq!(std::str::from_utf8(&got).unwrap(), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn encoded_dot_segments_in_request_uri_do_not_reach_the_application() {
+        let params = p(&[("REQUEST_URI", "/admin/%2e%2e/x?y=1")]);
+        for proto in [Protocol::Scgi, Protocol::Ajp13] {
+            let (_, pi) = script_and_path(&params, proto, None, false);
+            assert_eq!(pi, b"/x", "{proto:?}");
+        }
+        let params = p(&[("REQUEST_URI", "/app/admin/%2E%2E/x")]);
+        let (sn, pi) = script_and_path(&params, Protocol::Fastcgi, Some("/app"), false);
+        assert_eq!((sn, pi), (b"/app".to_vec(), b"/x".to_vec()));
+    }
 
     fn p(pairs: &[(&str, &str)]) -> Params {
         pairs.iter().copied().collect()

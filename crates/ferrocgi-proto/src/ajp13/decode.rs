@@ -154,6 +154,11 @@ pub(crate) fn forward_request(payload: Bytes, config: &Config) -> Result<Forward
             attr::SSL_CIPHER => req.ssl_cipher = r.string()?,
             attr::SSL_SESSION => req.ssl_session = r.string()?,
             attr::REQ_ATTRIBUTE => {
+                // Attributes become params too: together with the headers, bounded by
+                // the same limit.
+                if req.headers.len() + req.req_attributes.len() >= config.max_headers {
+                    return Err(Error::TooManyHeaders);
+                }
                 let name = r.string()?.unwrap_or_default();
                 let value = r.string()?.unwrap_or_default();
                 req.req_attributes.push((name, value));

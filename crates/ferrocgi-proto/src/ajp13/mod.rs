@@ -281,6 +281,17 @@ pub struct ForwardRequest {
 }
 
 impl ForwardRequest {
+    /// How many headers have a `_` in their name. [`ForwardRequest::to_params`] leaves them
+    /// out: `X_Remote_User` and `X-Remote-User` would both become `HTTP_X_REMOTE_USER`, so a
+    /// client could slip past a front end that removes `X-Remote-User` (nginx and Apache 2.4
+    /// drop such names from HTTP requests for the same reason).
+    pub fn underscore_headers(&self) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.contains(&b'_'))
+            .count()
+    }
+
     /// The request as CGI variables, so the application sees what FastCGI and SCGI give it.
     ///
     /// In order: `REQUEST_METHOD`, `SERVER_PROTOCOL`, `REQUEST_URI` (`req_uri`, plus `?` and
@@ -289,7 +300,8 @@ impl ForwardRequest {
     /// `SERVER_NAME`, `SERVER_PORT`, `REQUEST_SCHEME`, `HTTPS=on` (TLS only),
     /// `CONTENT_TYPE`, `CONTENT_LENGTH` (when known), then every header as `HTTP_` + upper
     /// case with `-` → `_` (repeats kept as separate pairs; Content-Type and Content-Length
-    /// only without the prefix, as RFC 3875 §4.1.18 suggests), then `REMOTE_USER`,
+    /// only without the prefix, as RFC 3875 §4.1.18 suggests; a header whose name holds `_`
+    /// is left out, see [`ForwardRequest::underscore_headers`]), then `REMOTE_USER`,
     /// `AUTH_TYPE`, `SSL_CIPHER`, `SSL_SESSION_ID`, `SSL_CLIENT_CERT`, `SSL_CIPHER_USEBITS`
     /// when present, every `req_attribute` under its own name, and `REMOTE_PORT` from
     /// `AJP_REMOTE_PORT`. The `secret` is never included.
@@ -334,7 +346,9 @@ impl ForwardRequest {
         }
         let mut name = Vec::new();
         for (n, v) in &self.headers {
-            if n.eq_ignore_ascii_case(b"content-type") || n.eq_ignore_ascii_case(b"content-length")
+            if n.eq_ignore_ascii_case(b"content-type")
+                || n.eq_ignore_ascii_case(b"content-length")
+                || n.contains(&b'_')
             {
                 continue;
             }

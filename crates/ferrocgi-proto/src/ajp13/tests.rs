@@ -250,7 +250,6 @@ fn apache_get_with_coded_headers_and_attributes() {
         ("REQUEST_SCHEME", "http"),
         ("HTTP_HOST", "127.0.0.1:18130"),
         ("HTTP_USER_AGENT", "curl/7.88.1"),
-        ("HTTP_X_UNDER", "1"),
         ("HTTP_ACCEPT", "*/*"),
         ("AJP_REMOTE_PORT", "54321"),
         ("AJP_LOCAL_ADDR", "127.0.0.1"),
@@ -832,4 +831,36 @@ fn server_side_encoders() {
     let encoded = fr(&r);
     let o2 = check(&Config::default(), &encoded);
     assert_eq!(request_of(&o2.events[0]), &r);
+}
+
+#[test]
+fn header_names_with_an_underscore_are_left_out() {
+    // Apache's `RequestHeader unset X-Remote-User` does not touch `X_Remote_User`; were it
+    // mapped like a dash, the client's value would arrive as HTTP_X_REMOTE_USER.
+    let r = request_with(
+        "GET",
+        &[("X_Remote_User", "admin"), ("X-Forwarded-For", "10.0.0.1")],
+    );
+    assert_eq!(r.underscore_headers(), 1);
+    let p = params(&r.to_params());
+    assert!(!p.iter().any(|(n, _)| n == "HTTP_X_REMOTE_USER"), "{p:?}");
+    assert!(p
+        .iter()
+        .any(|(n, v)| n == "HTTP_X_FORWARDED_FOR" && v == "10.0.0.1"));
+}
+
+#[test]
+fn request_attributes_count_against_max_headers() {
+    // apache_get_payload: 4 headers and 2 attributes; a limit of 5 admits the headers only.
+    let config = Config {
+        max_headers: 5,
+        ..Config::default()
+    };
+    let o = check(&config, &pkt(&apache_get_payload()));
+    assert_eq!(o.error, Some(Error::TooManyHeaders));
+    let config = Config {
+        max_headers: 6,
+        ..Config::default()
+    };
+    assert_eq!(check(&config, &pkt(&apache_get_payload())).error, None);
 }

@@ -37,6 +37,11 @@ pub(crate) trait ServerCodec: Send + 'static {
     const PROTOCOL: Protocol;
 
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError>;
+    /// False once the peer has nothing more to send on this connection (SCGI after its body):
+    /// what still arrives is not decoded, and the connection discards it.
+    fn expects_input(&self) -> bool {
+        true
+    }
     /// Replies the codec queued by itself (management records, CPONG…).
     fn take_output(&mut self, _out: &mut BytesMut) {}
     /// A body chunk (or the request head) was handed to the application; AJP asks for more.
@@ -187,6 +192,10 @@ pub(crate) struct Scgi(pub scgi::Connection);
 impl ServerCodec for Scgi {
     const PROTOCOL: Protocol = Protocol::Scgi;
 
+    fn expects_input(&self) -> bool {
+        !self.0.is_done()
+    }
+
     fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
         Ok(self.0.decode(buf)?.map(|ev| match ev {
             scgi::Event::Request {
@@ -222,6 +231,14 @@ pub(crate) struct Ajp {
     pub refused: bool,
 }
 
+/// Compares the secret a request carries with the configured one in time that does not
+/// depend on where they differ (`subtle`: a timing-safe comparison is easy to get subtly
+/// wrong by hand; the crate is RustCrypto's, well kept).
+fn secret_matches(got: Option<&[u8]>, want: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    got.is_some_and(|got| bool::from(got.ct_eq(want)))
+}
+
 impl ServerCodec for Ajp {
     const PROTOCOL: Protocol = Protocol::Ajp13;
 
@@ -229,9 +246,16 @@ impl ServerCodec for Ajp {
         Ok(self.conn.decode(buf)?.map(|ev| match ev {
             ajp13::Event::Request(fr) => {
                 self.refused = match &self.secret {
-                    Some(want) => fr.secret.as_ref() != Some(want),
+                    Some(want) => !secret_matches(fr.secret.as_deref(), want),
                     None => false,
                 };
+                let dropped = fr.underscore_headers();
+                if dropped > 0 {
+                    tracing::debug!(
+                        dropped,
+                        "AJP: left out request headers whose names hold '_'"
+                    );
+                }
                 Ev::Request {
                     id: 0,
                     declared: fr.content_length,

@@ -73,6 +73,9 @@ const LINGER: Duration = Duration::from_secs(2);
 /// During a graceful stop, how long a connection with no request in flight stays open to serve
 /// a request the front end may already be sending on it (see [`Phase::Draining`]).
 const DRAIN_LINGER: Duration = Duration::from_secs(2);
+/// Bytes a peer may send after a request's end (where its protocol has none) before the
+/// connection is closed: a little slack for a front end's stray bytes, no more.
+const AFTER_END_LIMIT: usize = 64 * 1024;
 
 /// Where the server is in its life, as every connection sees it.
 ///
@@ -145,6 +148,8 @@ struct Conn<'a, C, H> {
     /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
     /// also means: a request was seen on this connection).
     fresh: bool,
+    /// Bytes received where the protocol expects none, discarded (see `discard_unexpected`).
+    unexpected: usize,
     /// This connection started the server's last request (`maxrequests`): it closes as soon
     /// as it is idle, so the end of that response carries the close.
     last: bool,
@@ -182,6 +187,7 @@ pub(crate) async fn serve<S, C, H>(
         broken: false,
         fresh: true,
         last: false,
+        unexpected: 0,
         segs: Vec::new(),
         new_tasks: Vec::new(),
         tasks: Vec::new(),
@@ -202,6 +208,7 @@ pub(crate) async fn serve<S, C, H>(
 
     loop {
         c.decode_all(&mut rbuf);
+        c.discard_unexpected(&mut rbuf);
         close_when_idle |= phase != Phase::Serving && !c.reqs.is_empty();
         c.codec.take_output(&mut c.out);
         if !c.new_tasks.is_empty() {
@@ -442,6 +449,29 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             .iter()
             .find(|r| r.id == id)
             .and_then(|r| r.body_tx.clone())
+    }
+
+    /// Drops bytes a peer sends where the protocol has none (after an SCGI body): they are
+    /// never buffered, so memory does not grow with them; past [`AFTER_END_LIMIT`] the peer is
+    /// misbehaving and the connection closes. Reading goes on meanwhile, so a front end that
+    /// hangs up is still noticed.
+    fn discard_unexpected(&mut self, rbuf: &mut BytesMut) {
+        if rbuf.is_empty() || self.codec.expects_input() {
+            return;
+        }
+        self.unexpected += rbuf.len();
+        rbuf.clear();
+        if self.unexpected > AFTER_END_LIMIT && !self.close {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL, bytes = self.unexpected,
+                "the web server keeps sending after the request's end; closing the connection");
+            for r in &self.reqs {
+                r.shared.abort();
+            }
+            self.reqs.clear();
+            self.close = true;
+            // A reset, not a lingering close, which would go on reading what it sends.
+            self.broken = true;
+        }
     }
 
     fn decode_all(&mut self, rbuf: &mut BytesMut) {

@@ -245,6 +245,8 @@ pub struct Options {
     pub multiplex: bool,
     /// `ajp_secret`.
     pub ajp_secret: Option<String>,
+    /// `ajp_secret_file`: the file and the secret read from it.
+    pub ajp_secret_file: Option<(PathBuf, String)>,
     /// `ajp_packet_size` (8192..=65536).
     pub ajp_packet_size: usize,
     /// `ajp_lighttpd_compat`.
@@ -318,6 +320,7 @@ impl Default for Options {
             socket_owner: None,
             multiplex: false,
             ajp_secret: None,
+            ajp_secret_file: None,
             ajp_packet_size: ferrocgi_proto::ajp13::limits::DEFAULT_MAX_PACKET,
             ajp_lighttpd_compat: false,
             reload_on: Vec::new(),
@@ -756,6 +759,12 @@ impl Options {
     /// calls it; call it yourself after building or changing `Options` in Rust.
     pub fn validate(&self, flavor: Flavor) -> Result<(), OptionsError> {
         // One field at a time, in `--help` order.
+        if self.ajp_secret.is_some() && self.ajp_secret_file.is_some() {
+            return Err(bad(
+                "ajp_secret_file",
+                "give ajp_secret or ajp_secret_file, not both".to_string(),
+            ));
+        }
         if let Some(sock) = &self.socket {
             let n = sock.as_os_str().len();
             if n > MAX_SOCKET_PATH {
@@ -950,6 +959,7 @@ impl Options {
         c.ajp_secret = self
             .ajp_secret
             .as_ref()
+            .or(self.ajp_secret_file.as_ref().map(|(_, s)| s))
             .map(|s| Bytes::from(s.clone().into_bytes()));
         c.max_connections = self.max_connections;
         c.max_in_flight = self.max_in_flight;

@@ -113,8 +113,14 @@ fn context(name: &str) -> &'static [&'static str] {
 /// Every option, through its table example, gives the same `Options` in every spelling.
 #[test]
 fn every_option_every_spelling() {
+    // The example's secret file must exist for its value to parse.
+    let secret = std::env::temp_dir().join(format!("ferrocgi-example-{}", std::process::id()));
+    std::fs::write(&secret, "s3cret\n").unwrap();
     for s in OPTIONS {
-        let example = s.example.replace("www-data", "root");
+        let mut example = s.example.replace("www-data", "root");
+        if s.name == "ajp_secret_file" {
+            example = format!("ajp_secret_file={}", secret.display());
+        }
         let (name, value) = example.split_once('=').expect("examples are name=value");
         assert_eq!(name, s.name, "example of {}", s.name);
         let spellings: Vec<Vec<String>> = vec![
@@ -940,4 +946,30 @@ fn embedders_validate_too() {
         Err(OptionsError::MissingApp)
     );
     assert_eq!(Options::default().validate(Flavor::Django), Ok(()));
+}
+
+#[test]
+fn ajp_secret_file_is_read_at_start_and_excludes_ajp_secret() {
+    let dir = std::env::temp_dir().join(format!("ferrocgi-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("secret");
+    std::fs::write(&file, "s3cret\nignored second line\n").unwrap();
+    let word = format!("ajp_secret_file={}", file.display());
+    let c = django(&["protocol=ajp13", &word]).server_config();
+    assert_eq!(c.ajp_secret.as_deref(), Some(&b"s3cret"[..]));
+
+    let e = error(
+        &["protocol=ajp13", &word, "ajp_secret=other"],
+        Flavor::Django,
+    );
+    assert!(
+        e.contains("give ajp_secret or ajp_secret_file, not both"),
+        "{e}"
+    );
+    std::fs::write(&file, "\n").unwrap();
+    let e = error(&["protocol=ajp13", &word], Flavor::Django);
+    assert!(e.contains("holds no secret"), "{e}");
+    let e = error(&["ajp_secret_file=/nonexistent/secret"], Flavor::Django);
+    assert!(e.contains("cannot read /nonexistent/secret"), "{e}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

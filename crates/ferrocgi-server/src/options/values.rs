@@ -6,6 +6,7 @@
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -118,6 +119,17 @@ pub(crate) fn non_empty(s: &str, what: &str) -> Result<String, String> {
     } else {
         Ok(s.to_string())
     }
+}
+
+/// `ajp_secret_file`: the path and the secret on its first line (read at start-up, while the
+/// process may still be root, before the privilege drop).
+pub(crate) fn read_secret_file(path: &str) -> Result<(PathBuf, String), String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let secret = text.lines().next().unwrap_or_default().trim();
+    if secret.is_empty() {
+        return Err(format!("{path} holds no secret (its first line is empty)"));
+    }
+    Ok((PathBuf::from(path), secret.to_string()))
 }
 
 /// An IP network for `allow_from`: an address (`10.0.0.1`) or a CIDR block (`10.0.0.0/8`).
