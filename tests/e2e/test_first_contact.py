@@ -36,6 +36,10 @@ def test_working_directory_is_on_sys_path(rundir: Path) -> None:
         address = (harness.LOOPBACK, port)
         harness.wait_until("the socket to accept", proc, lambda: harness.can_connect(address))
         assert environ_via(address)["PATH_INFO"] == "/env/x"
+        listening = [x for x in proc.logs[0].read_text().splitlines() if "listening on" in x]
+    # Each line (one per prefork worker) names the address once; it used to repeat it.
+    assert listening, "no 'listening on' line"
+    assert all(x.count(f"127.0.0.1:{port}") == 1 for x in listening), listening
 
 
 def test_a_missing_module_says_where_it_looked(rundir: Path) -> None:
@@ -62,3 +66,42 @@ def test_a_file_name_gets_a_did_you_mean(rundir: Path) -> None:
     assert done.returncode == 1, done
     assert "did you mean app:application?" in done.stderr, done.stderr
     assert d.exists()
+
+
+def test_a_port_held_by_another_program_is_said_at_once(rundir: Path) -> None:
+    """Not a ferrocgi on its way out (the restart-script case, which is waited for): an error
+    at once, naming the holder."""
+    import os
+    import socket
+
+    d = project(rundir)
+    with socket.socket() as other:
+        other.bind((harness.LOOPBACK, 0))
+        other.listen()
+        port = other.getsockname()[1]
+        done = subprocess.run(
+            ferrocgi("app:application", "--port", str(port)),
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=clean_env(),
+            cwd=d,
+        )
+    assert done.returncode == 1, done
+    assert f"127.0.0.1:{port} is already in use (held by pid {os.getpid()}" in done.stderr
+    assert "waiting up to" not in done.stderr
+
+
+def test_a_socket_in_a_missing_directory_names_the_directory(rundir: Path) -> None:
+    d = project(rundir)
+    missing = d / "no-such-dir"
+    done = subprocess.run(
+        ferrocgi("app:application", f"socket={missing}/app.sock"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean_env(),
+        cwd=d,
+    )
+    assert done.returncode == 1, done
+    assert f"the directory {missing} does not exist" in done.stderr, done.stderr

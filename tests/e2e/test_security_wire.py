@@ -106,3 +106,38 @@ def test_path_info_rebuilt_from_request_uri_has_no_dot_segments(
     env = send(front.connection(), "GET", "/fcgi/env/admin/%2e%2e/x").json()
     assert env["REQUEST_URI"] == "/fcgi/env/admin/%2e%2e/x"
     assert env["PATH_INFO"] == "/env/x", env["PATH_INFO"]
+
+
+def test_allow_from_refusals_are_rate_limited_in_the_log(rundir: Path) -> None:
+    """A burst of connections from outside allow_from: each is closed, the log gets a line a
+    second (with how many went unlogged), not a line each; allowed peers are served."""
+    from test_process import fcgi_exchange, fcgi_json, ferrocgi
+
+    words = ["method=threaded", "host=0.0.0.0", "allow_from=::ffff:127.0.0.1"]
+    with ferrocgi(rundir, words) as srv:
+        since = srv.mark()
+        for _ in range(200):
+            assert fcgi_exchange(srv.address, source="127.0.0.2", timeout=5) == b""
+        assert fcgi_json(srv.address)["version"] == "1"
+        srv.wait_log(r"refused connection from 127\.0\.0\.2", since)
+        lines = [x for x in srv.backend.log_lines()[since:] if "refused connection" in x]
+    assert 1 <= len(lines) < 20, len(lines)
+
+
+def test_allow_from_with_a_unix_socket_is_an_error_at_start_up(rundir: Path) -> None:
+    """allow_from cannot guard a Unix socket: said at once, not silently ignored."""
+    import subprocess
+
+    from test_cli import clean_env, ferrocgi
+
+    sock = harness.instance_dir(rundir, "unix") / "s.sock"
+    done = subprocess.run(
+        ferrocgi("wsgi:application", f"socket={sock}", "allow_from=127.0.0.1"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=clean_env(),
+    )
+    assert done.returncode == 2, done
+    assert "applies to TCP peers only" in done.stderr
+    assert not sock.exists()

@@ -78,8 +78,10 @@ impl Listener {
         use socket2::{Domain, Socket, Type};
         let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
         sock.set_reuse_address(true)?;
-        retry_in_use(&addr.to_string(), || sock.bind(&addr.into()))
-            .map_err(|e| annotate(e, &format!("cannot bind {addr}")))?;
+        retry_in_use(&addr.to_string(), Holder::Tcp(addr.port()), || {
+            sock.bind(&addr.into())
+        })
+        .map_err(|e| annotate(e, &format!("cannot bind {addr}")))?;
         sock.listen(backlog)?;
         sock.set_nonblocking(true)?;
         let l: TcpListener = sock.into();
@@ -96,7 +98,21 @@ impl Listener {
     /// the socket (a restart script stops the old one and starts us at once) is waited for, up
     /// to [`RELEASE_WAIT`].
     pub fn bind_unix(path: &Path, opts: &UnixSocketOptions, backlog: i32) -> io::Result<Listener> {
-        retry_in_use(&path.display().to_string(), || clear_stale_socket(path))?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!(
+                        "cannot bind unix socket {}: the directory {} does not exist (create it first; with systemd, RuntimeDirectory=)",
+                        path.display(),
+                        dir.display()
+                    ),
+                ));
+            }
+        }
+        retry_in_use(&path.display().to_string(), Holder::Unix(path), || {
+            clear_stale_socket(path)
+        })?;
         use socket2::{Domain, SockAddr, Socket, Type};
         let sock = Socket::new(Domain::UNIX, Type::STREAM, None)?;
         // The mode is the socket file's from its creation (umask around bind), and the owner
@@ -284,16 +300,41 @@ fn fd_checked(fd: RawFd) -> io::Result<std::os::fd::BorrowedFd<'static>> {
 /// How long binding waits for a previous server to release its address.
 pub const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
-fn retry_in_use(what: &str, mut f: impl FnMut() -> io::Result<()>) -> io::Result<()> {
+/// Where to look for the process holding an address that is in use.
+enum Holder<'a> {
+    Tcp(u16),
+    Unix(&'a Path),
+}
+
+/// Binding's retry: a previous ferrocgi still releasing the address (a restart script stops
+/// the old server and starts us at once) is waited for, up to [`RELEASE_WAIT`]; an address
+/// held by anything else is an error at once, naming the holder when /proc shows it.
+fn retry_in_use(
+    what: &str,
+    holder: Holder<'_>,
+    mut f: impl FnMut() -> io::Result<()>,
+) -> io::Result<()> {
     let deadline = std::time::Instant::now() + RELEASE_WAIT;
     let mut said = false;
     loop {
         match f() {
-            Err(e)
-                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
-            {
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                let held_by = holding_process(&holder);
+                let ours = held_by
+                    .as_ref()
+                    .is_some_and(|(pid, _)| crate::process::daemon::is_live_ferrocgi(*pid));
+                if !ours || std::time::Instant::now() >= deadline {
+                    let by = match held_by {
+                        Some((pid, cmd)) => format!(" (held by pid {pid}: {cmd})"),
+                        None => String::new(),
+                    };
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!("{what} is already in use{by}"),
+                    ));
+                }
                 if !said {
-                    info!("{what} is still in use; waiting up to {RELEASE_WAIT:?} for it to be released");
+                    info!("{what} is still in use by a ferrocgi; waiting up to {RELEASE_WAIT:?} for it to be released");
                     said = true;
                 }
                 std::thread::sleep(std::time::Duration::from_millis(100));
@@ -301,6 +342,57 @@ fn retry_in_use(what: &str, mut f: impl FnMut() -> io::Result<()>) -> io::Result
             other => return other,
         }
     }
+}
+
+/// The process (pid, command line) holding the listening socket `holder` names, found through
+/// /proc: the socket's inode in /proc/net/{tcp,tcp6,unix}, then the fd that points at it.
+fn holding_process(holder: &Holder<'_>) -> Option<(i32, String)> {
+    let inode = match holder {
+        Holder::Tcp(port) => ["/proc/net/tcp", "/proc/net/tcp6"]
+            .iter()
+            .find_map(|f| listening_tcp_inode(&fs::read_to_string(f).ok()?, *port))?,
+        Holder::Unix(path) => unix_inode(&fs::read_to_string("/proc/net/unix").ok()?, path)?,
+    };
+    let target = format!("socket:[{inode}]");
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(fds) = fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        let holds = fds
+            .flatten()
+            .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l.as_os_str() == target.as_str()));
+        if holds {
+            let cmd = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd)
+                .replace('\0', " ")
+                .trim()
+                .to_string();
+            return Some((pid, cmd));
+        }
+    }
+    None
+}
+
+/// The inode of a TCP socket listening on `port`, from /proc/net/tcp's text.
+fn listening_tcp_inode(table: &str, port: u16) -> Option<u64> {
+    let want = format!(":{port:04X}");
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let listening = cols.get(3) == Some(&"0A");
+        (listening && cols.get(1)?.ends_with(&want)).then(|| cols.get(9)?.parse().ok())?
+    })
+}
+
+/// The inode of the Unix socket bound at `path`, from /proc/net/unix's text.
+fn unix_inode(table: &str, path: &Path) -> Option<u64> {
+    let want = path.to_str()?;
+    table.lines().skip(1).find_map(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        (cols.get(7) == Some(&want)).then(|| cols.get(6)?.parse().ok())?
+    })
 }
 
 /// Runs `f` with the process umask set to `mask` (when given), then restores it. Start-up

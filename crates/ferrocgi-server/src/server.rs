@@ -248,7 +248,11 @@ impl<H: Handler> Server<H> {
         let accept = Acceptor::new(&listener.sock)?;
         let conns = Arc::new(Semaphore::new(ctx.config.max_connections));
         let (stop_tx, stop_rx) = watch::channel(Phase::Serving);
-        info!(listen = %desc, protocol = %ctx.config.protocol, "listening on {desc}");
+        info!(protocol = %ctx.config.protocol, "listening on {desc}");
+        if matches!(listener.sock, ListenSock::Unix(_)) && !ctx.config.allow_from.is_empty() {
+            warn!("allow_from applies to TCP peers only; this Unix socket is guarded by its file mode and owner");
+        }
+        let mut refusals = RefusalLog::default();
 
         tokio::pin!(stop);
         let how;
@@ -288,7 +292,7 @@ impl<H: Handler> Server<H> {
             if let Some(ip) = ip {
                 let allow = &ctx.config.allow_from;
                 if !allow.is_empty() && !allow.iter().any(|net| net.contains(ip)) {
-                    warn!(peer = %peer, "refused connection from {peer}: not in allow_from / FCGI_WEB_SERVER_ADDRS");
+                    refusals.refused(&peer);
                     continue;
                 }
             }
@@ -325,6 +329,30 @@ impl<H: Handler> Server<H> {
             ),
         }
         Ok(kept)
+    }
+}
+
+/// Logs refused connections at most once a second, with a count of those it did not log: a
+/// flood of connections from outside `allow_from` must not flood the log too.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<std::time::Instant>,
+    unlogged: u64,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, peer: &str) {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        let unlogged = std::mem::take(&mut self.unlogged);
+        self.last = Some(now);
+        warn!(peer, unlogged, "refused connection from {peer}: not in allow_from / FCGI_WEB_SERVER_ADDRS (refusals are logged at most once a second; unlogged: refused since the last line)");
     }
 }
 

@@ -510,6 +510,13 @@ where
         given[idx] = true;
     }
     let allow_idx = table::lookup("allow_from").expect("allow_from is in the table");
+    if given[allow_idx] && o.socket.is_some() {
+        // Silently ignoring it would leave the operator believing in a guard that is not there.
+        return Err(bad(
+            "allow_from",
+            "applies to TCP peers only; a Unix socket is guarded by its mode and owner (socket_mode=660 socket_owner=USER:GROUP)",
+        ));
+    }
     if let (Some(v), false) = (web_server_addrs, given[allow_idx]) {
         apply(&mut o, allow_idx, &v, Some("FCGI_WEB_SERVER_ADDRS".into()))?;
     }

@@ -973,3 +973,21 @@ fn ajp_secret_file_is_read_at_start_and_excludes_ajp_secret() {
     assert!(e.contains("cannot read /nonexistent/secret"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn allow_from_ipv4_mapped_entries_match_ipv4_peers_and_unix_sockets_refuse_it() {
+    let o = django(&[
+        "port=3033",
+        "allow_from=::ffff:10.0.0.1,::ffff:192.168.0.0/112",
+    ]);
+    let v4 = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    assert!(o.allow_from[0].contains(v4("10.0.0.1")));
+    assert!(o.allow_from[0].contains(v4("::ffff:10.0.0.1")));
+    assert!(!o.allow_from[0].contains(v4("10.0.0.2")));
+    assert!(o.allow_from[1].contains(v4("192.168.7.9")));
+    let e = error(
+        &["socket=/tmp/x.sock", "allow_from=127.0.0.1"],
+        Flavor::Django,
+    );
+    assert!(e.contains("applies to TCP peers only"), "{e}");
+}

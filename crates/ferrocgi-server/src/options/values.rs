@@ -195,6 +195,15 @@ impl FromStr for IpNet {
                 _ => return Err(bad()),
             },
         };
+        // `::ffff:10.0.0.1` (an IPv4-mapped entry, as dual-stack tools print addresses) is the
+        // IPv4 network it names: peers are compared as IPv4 (see `contains`).
+        let (addr, prefix) = match addr {
+            IpAddr::V6(v) if prefix >= 96 && v.to_ipv4_mapped().is_some() => (
+                IpAddr::V4(v.to_ipv4_mapped().expect("checked")),
+                prefix - 96,
+            ),
+            a => (a, prefix),
+        };
         let addr = match addr {
             IpAddr::V4(v) => IpAddr::V4(mask_v4(u32::from(v), prefix).into()),
             IpAddr::V6(v) => IpAddr::V6(mask_v6(u128::from(v), prefix).into()),

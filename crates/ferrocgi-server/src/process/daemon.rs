@@ -143,7 +143,7 @@ pub struct PidFile {
 
 /// True if `pid` is a live process that looks like a ferrocgi (its command line mentions
 /// ferrocgi or runfcgi/runfastcgi), not some unrelated process that reused the pid.
-fn is_live_ferrocgi(pid: i32) -> bool {
+pub(crate) fn is_live_ferrocgi(pid: i32) -> bool {
     if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
         return false;
     }
