@@ -7,10 +7,13 @@ serves, or the message that tells them what to do.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 from test_cli import clean_env, environ_via, ferrocgi, run
 
 import harness
@@ -71,7 +74,6 @@ def test_a_file_name_gets_a_did_you_mean(rundir: Path) -> None:
 def test_a_port_held_by_another_program_is_said_at_once(rundir: Path) -> None:
     """Not a ferrocgi on its way out (the restart-script case, which is waited for): an error
     at once, naming the holder."""
-    import os
     import socket
 
     d = project(rundir)
@@ -105,3 +107,27 @@ def test_a_socket_in_a_missing_directory_names_the_directory(rundir: Path) -> No
     )
     assert done.returncode == 1, done
     assert f"the directory {missing} does not exist" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("method", ["threaded", "prefork"])
+def test_ctrl_c_is_a_quick_stop_without_a_traceback(rundir: Path, method: str) -> None:
+    """Ctrl-C (SIGINT to the foreground process group, as a terminal sends it): a log line,
+    exit status 0, the socket and the pid file removed; no KeyboardInterrupt traceback."""
+    d = project(rundir)
+    sock, pidfile = d / "app.sock", d / "app.pid"
+    argv = ferrocgi("app:application", f"socket={sock}", f"pidfile={pidfile}", f"method={method}")
+    with harness.spawn("ferrocgi", argv, d, env=clean_env()) as proc:
+        # Ready when every process says it listens (prefork: its two workers).
+        want = 1 if method == "threaded" else 2
+
+        def ready() -> bool:
+            return proc.logs[0].read_text().count("listening on") >= want
+
+        harness.wait_until("'listening on'", proc, ready)
+        os.killpg(proc.popen.pid, signal.SIGINT)
+        status = proc.popen.wait(timeout=15)
+        log = proc.logs[0].read_text()
+    assert status == 0, log
+    assert "SIGINT: quick stop" in log
+    assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
+    assert not sock.exists() and not pidfile.exists()

@@ -166,6 +166,18 @@ fn prepend_pythonpath(
     Ok(())
 }
 
+/// Gives SIGINT back its default action in Python's eyes. The server handles Ctrl-C itself
+/// (a logged quick stop, exit status 0); Python's own handler would otherwise also note it and
+/// raise KeyboardInterrupt, with a traceback, the moment control returns to Python.
+fn default_sigint(py: Python<'_>) -> PyResult<()> {
+    let signal = py.import("signal")?;
+    signal.call_method1(
+        "signal",
+        (signal.getattr("SIGINT")?, signal.getattr("SIG_DFL")?),
+    )?;
+    Ok(())
+}
+
 /// Removes the variables ferrocgi passes to itself from `os.environ` (Python copied the
 /// environment at its start, before [`reexec::take_inherited`] removed them from the process's).
 fn forget_internal_env(py: Python<'_>) -> PyResult<()> {
@@ -320,6 +332,7 @@ pub fn run_options(py: Python<'_>, opts: Options, app: Option<AppSource>) -> PyR
     reexec::take_inherited();
     spawned::take_systemd_env();
     forget_internal_env(py)?;
+    default_sigint(py)?;
     init_logging(&opts.log_level.level().to_string().to_lowercase());
     prepend_pythonpath(py, &opts.pythonpath, reexec::start_dir())?;
     let source = match (app, opts.app.clone()) {
