@@ -402,14 +402,9 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
         unreachable!("handled above")
     };
 
-    if opts.daemonize && !is_reexec && !spawned {
-        let d = daemon::DaemonOptions {
-            workdir: opts.workdir.clone(),
-            umask: opts.umask,
-            outlog: opts.outlog.clone(),
-            errlog: opts.errlog.clone(),
-        };
-        daemon::daemonize(&d, &mut || py_fork(py))?;
+    // A re-executed server keeps the standard streams it inherited (its logs already).
+    if !is_reexec {
+        setup_logs(py, opts, opts.daemonize && !spawned)?;
     }
     let pidfile = match &opts.pidfile {
         Some(p) => Some(PidFile::write(p)?),
@@ -562,6 +557,24 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
             prefork::wait_for(&old_workers, opts.graceful_timeout);
             Ok(0)
         }
+    }
+}
+
+/// Opens `outlog`/`errlog` (as root, before the drop, owned by the target user) and points
+/// stdout/stderr at them, detaching first when `detach`.
+fn setup_logs(py: Python<'_>, opts: &Options, detach: bool) -> std::io::Result<()> {
+    let start_dir = reexec::start_dir().unwrap_or(std::path::Path::new("/"));
+    let owner = daemon::target_ids(opts.user.as_ref(), opts.group.as_ref());
+    let (out, err) = (opts.outlog.as_deref(), opts.errlog.as_deref());
+    let logs = daemon::Logs::open(out, err, detach, start_dir, owner)?;
+    if detach {
+        let d = daemon::DaemonOptions {
+            workdir: opts.workdir.clone(),
+            umask: opts.umask,
+        };
+        daemon::daemonize(&d, &logs, &mut || py_fork(py))
+    } else {
+        logs.apply(false)
     }
 }
 

@@ -7,7 +7,7 @@ use nix::unistd::{
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
@@ -52,23 +52,91 @@ pub struct DaemonOptions {
     pub workdir: PathBuf,
     /// Process umask (`umask`, 022 by default).
     pub umask: u32,
-    /// Where stdout goes (`outlog`), else /dev/null.
-    pub outlog: Option<PathBuf>,
-    /// Where stderr — the server's log — goes (`errlog`), else /dev/null.
-    pub errlog: Option<PathBuf>,
 }
 
-/// Detaches from the terminal: fork, setsid, fork again; returns in the grandchild only (the
-/// two parents exit 0 at once, so the shell that started us gets its prompt back).
-pub fn daemonize(opts: &DaemonOptions, fork: ForkFn<'_>) -> io::Result<()> {
-    // Log files are opened before detaching, so a bad path is reported on the terminal.
-    let out = open_log(opts.outlog.as_deref())?;
-    let err = open_log(opts.errlog.as_deref())?;
-    if let Forked::Parent(_) = fork()? {
+/// Where the server's log (stderr) and the application's stdout go: opened before the
+/// privilege drop (and before detaching, so a bad path is said on the terminal), applied in
+/// the foreground too.
+#[derive(Debug)]
+pub struct Logs {
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    /// What the log is, for the line printed when detaching: a path, syslog, or the terminal.
+    pub describe: String,
+}
+
+/// The log of a server detached without `errlog`: syslog through `/dev/log` when there is
+/// one, else this file in the directory ferrocgi started in (never /dev/null).
+pub const DEFAULT_LOG_FILE: &str = "ferrocgi.log";
+const SYSLOG_SOCKET: &str = "/dev/log";
+
+impl Logs {
+    /// Opens `outlog` and `errlog`. A file created here gets mode 0640 and, when the process
+    /// will drop its privileges, the target user as owner, so it can reopen the file after the
+    /// drop (SIGUSR1). Detached without `errlog`, stderr (and stdout, unless `outlog`) go to
+    /// syslog, else to [`DEFAULT_LOG_FILE`] in `start_dir`.
+    pub fn open(
+        outlog: Option<&Path>,
+        errlog: Option<&Path>,
+        detached: bool,
+        start_dir: &Path,
+        owner: Option<(u32, u32)>,
+    ) -> io::Result<Logs> {
+        let out = outlog.map(|p| open_log_file(p, owner)).transpose()?;
+        let (err, describe) = match errlog {
+            Some(p) => (Some(open_log_file(p, owner)?), p.display().to_string()),
+            None if !detached => (None, "the terminal".to_string()),
+            None => match syslog_socket() {
+                Some(fd) => (Some(fd), format!("syslog ({SYSLOG_SOCKET})")),
+                None => {
+                    let p = start_dir.join(DEFAULT_LOG_FILE);
+                    (Some(open_log_file(&p, owner)?), p.display().to_string())
+                }
+            },
+        };
+        Ok(Logs { out, err, describe })
+    }
+
+    /// Points stdout and stderr at the logs (where given); stdin too, at /dev/null, when
+    /// `detached`. Without `outlog`, a detached process's stdout joins its log.
+    pub fn apply(&self, detached: bool) -> io::Result<()> {
+        if detached {
+            dup_onto(File::open("/dev/null")?.as_fd(), 0)?;
+        }
+        match (&self.out, &self.err) {
+            (Some(out), _) => dup_onto(out.as_fd(), 1)?,
+            (None, Some(err)) if detached => dup_onto(err.as_fd(), 1)?,
+            _ => {}
+        }
+        if let Some(err) = &self.err {
+            dup_onto(err.as_fd(), 2)?;
+        }
+        Ok(())
+    }
+}
+
+/// A datagram socket connected to the system log, if one listens: each line written to it
+/// becomes one message (the syslog daemon assigns the default facility and priority).
+fn syslog_socket() -> Option<OwnedFd> {
+    let sock = std::os::unix::net::UnixDatagram::unbound().ok()?;
+    sock.connect(SYSLOG_SOCKET).ok()?;
+    Some(sock.into())
+}
+
+/// Detaches from the terminal: fork, setsid, fork again; returns in the grandchild only. The
+/// middle process prints `ferrocgi: running in the background as pid N; logs: …` on the
+/// terminal and exits; the first waits for it, so the line comes before the shell's prompt.
+pub fn daemonize(opts: &DaemonOptions, logs: &Logs, fork: ForkFn<'_>) -> io::Result<()> {
+    if let Forked::Parent(child) = fork()? {
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
         exit_now(0);
     }
     nix::unistd::setsid().map_err(io::Error::from)?;
-    if let Forked::Parent(_) = fork()? {
+    if let Forked::Parent(daemon) = fork()? {
+        eprintln!(
+            "ferrocgi: running in the background as pid {daemon}; logs: {}",
+            logs.describe
+        );
         exit_now(0);
     }
     std::env::set_current_dir(&opts.workdir).map_err(|e| {
@@ -78,27 +146,42 @@ pub fn daemonize(opts: &DaemonOptions, fork: ForkFn<'_>) -> io::Result<()> {
         )
     })?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(opts.umask));
-    let null = File::open("/dev/null")?;
-    dup_onto(&null, 0)?;
-    dup_onto(&out, 1)?;
-    dup_onto(&err, 2)?;
-    Ok(())
+    logs.apply(true)
 }
 
-fn open_log(path: Option<&Path>) -> io::Result<File> {
-    match path {
-        Some(p) => OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(p)
-            .map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot open log file {}: {e}", p.display()),
-                )
-            }),
-        None => OpenOptions::new().write(true).open("/dev/null"),
-    }
+/// Opens a log file for appending, without following a symbolic link at `path` (root may
+/// open it in a directory another user can write). A file created here is mode 0640 and
+/// given to `owner` (uid, gid) when set and different from ours.
+fn open_log_file(path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let context = |e: io::Error| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot open log file {}: {e}", path.display()),
+        )
+    };
+    let opts = |create: bool| {
+        let mut o = OpenOptions::new();
+        o.append(true)
+            .create_new(create)
+            .mode(0o640)
+            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
+        o
+    };
+    let file = match opts(true).open(path) {
+        Ok(f) => {
+            if let Some((uid, gid)) = owner.filter(|(u, _)| *u != Uid::effective().as_raw()) {
+                nix::unistd::fchown(&f, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+                    .map_err(|e| context(e.into()))?;
+            }
+            f
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            opts(false).open(path).map_err(context)?
+        }
+        Err(e) => return Err(context(e)),
+    };
+    Ok(file.into())
 }
 
 /// Creates `path`, which must not exist, with `mode` (less the umask), without following a
@@ -113,23 +196,24 @@ pub(crate) fn create_new_file(path: &Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
-fn dup_onto(f: &File, fd: i32) -> io::Result<()> {
+fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
     // SAFETY: dup2 onto 0/1/2 only replaces this process's standard streams, which nothing
     // holds a Rust-owned handle to (std's Stdout writes to fd 1 whatever it points to).
-    let r = unsafe { nix::libc::dup2(f.as_raw_fd(), fd) };
+    let r = unsafe { nix::libc::dup2(fd.as_raw_fd(), target) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
     Ok(())
 }
 
-/// Reopens `outlog`/`errlog` onto stdout/stderr (SIGUSR1, after logrotate moved them).
+/// Reopens `outlog`/`errlog` onto stdout/stderr (SIGUSR1, after logrotate moved them). Runs
+/// after the privilege drop: the files are created (or opened) as the unprivileged user.
 pub fn reopen_logs(outlog: Option<&Path>, errlog: Option<&Path>) -> io::Result<()> {
     if let Some(p) = outlog {
-        dup_onto(&open_log(Some(p))?, 1)?;
+        dup_onto(open_log_file(p, None)?.as_fd(), 1)?;
     }
     if let Some(p) = errlog {
-        dup_onto(&open_log(Some(p))?, 2)?;
+        dup_onto(open_log_file(p, None)?.as_fd(), 2)?;
     }
     Ok(())
 }
@@ -235,6 +319,14 @@ impl Drop for PidFile {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// The uid and gid [`drop_privileges`] will switch to, if it will: the owner to give files
+/// created before the drop that the process must still open afterwards.
+pub fn target_ids(user: Option<&Account>, group: Option<&Account>) -> Option<(u32, u32)> {
+    let target = Target::resolve(user, group).ok()??;
+    let uid = target.uid.unwrap_or_else(Uid::current).as_raw();
+    Some((uid, target.gid.as_raw()))
 }
 
 /// Switches to `user` and `group` (after binding, so privileged ports and socket paths work).
