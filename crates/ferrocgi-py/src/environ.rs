@@ -12,7 +12,7 @@ use crate::wsgi::{ErrorStream, FileWrapper};
 use ferrocgi_server::{Params, Protocol};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString, PyTuple};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::BuildHasherDefault;
 use std::sync::Mutex;
 
@@ -106,16 +106,23 @@ fn key_value_for<'py>(
     }
     let v = latin1(py, value);
     match std::str::from_utf8(name) {
-        Ok(k) => {
+        // Interned only while the cache has room: on Python 3.12+ an interned string is
+        // immortal, so interning every name a client makes up would leak memory for good.
+        Ok(k) if cache.len() < KEY_CACHE_MAX => {
             let key = PyString::intern(py, k);
-            if cache.len() < KEY_CACHE_MAX {
-                let last = (value.len() <= VALUE_CACHE_MAX_LEN)
-                    .then(|| (value.into(), v.clone().unbind()));
-                let key = key.clone().unbind();
-                cache.insert(name.into(), Entry { key, last });
-            }
+            let last =
+                (value.len() <= VALUE_CACHE_MAX_LEN).then(|| (value.into(), v.clone().unbind()));
+            let entry_key = key.clone().unbind();
+            cache.insert(
+                name.into(),
+                Entry {
+                    key: entry_key,
+                    last,
+                },
+            );
             (key, v, true)
         }
+        Ok(k) => (PyString::new(py, k), v, false),
         Err(_) => (latin1(py, name), v, false),
     }
 }
@@ -137,6 +144,13 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
         }
         Bound::from_owned_ptr(py, p).cast_into_unchecked()
     }
+}
+
+/// Appends a repeated header's `value` to `acc`, with HTTP's separator (`; ` for cookies).
+fn join_header(name: &[u8], acc: &mut Vec<u8>, value: &[u8]) {
+    let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
+    acc.extend_from_slice(sep);
+    acc.extend_from_slice(value);
 }
 
 /// Params the environ sets itself (or must not carry, per PEP 3333).
@@ -175,24 +189,30 @@ pub fn build_environ<'py>(
     let mut cache = base.keys.lock().unwrap_or_else(|e| e.into_inner());
     // Keys set from params so far (interned ones are unique objects, compared by address): a
     // repeat is rare, and only a repeat needs a look at the dict.
-    let mut seen: Vec<*mut pyo3::ffi::PyObject> = Vec::with_capacity(32);
+    let mut seen: HashSet<*mut pyo3::ffi::PyObject, BuildHasherDefault<Fnv>> =
+        HashSet::with_capacity_and_hasher(64, Default::default());
+    // Repeated headers, joined in Rust and set once at the end: joining in the dict at each
+    // repeat would copy the whole value every time (quadratic in the number of repeats).
+    let mut joined: HashMap<&[u8], (Bound<'py, PyString>, Vec<u8>)> = HashMap::new();
     for (name, value) in params.iter() {
         if skipped(name) {
             continue;
         }
         let (key, v, interned) = key_value_for(py, &mut cache, name, value);
         // (An address reused by a key dropped meanwhile only sends a name the safe way.)
-        let repeat = !interned || seen.contains(&key.as_ptr()) || in_base(name);
-        if interned {
-            seen.push(key.as_ptr());
-        }
+        let repeat = !(interned && seen.insert(key.as_ptr())) || in_base(name);
         if repeat {
             // A repeated header (nginx sends one param per occurrence) is joined as HTTP says.
             if name.starts_with(b"HTTP_") {
+                if let Some(acc) = joined.get_mut(name) {
+                    join_header(name, &mut acc.1, value);
+                    continue;
+                }
                 if let Some(prev) = env.get_item(&key)? {
-                    let sep = if name == b"HTTP_COOKIE" { "; " } else { ", " };
-                    let joined = format!("{}{sep}{}", prev.extract::<String>()?, v.to_cow()?);
-                    env.set_item(&key, joined)?;
+                    let prev = prev.cast_into::<PyString>()?;
+                    let mut acc: Vec<u8> = prev.to_cow()?.chars().map(|c| c as u8).collect();
+                    join_header(name, &mut acc, value);
+                    joined.insert(name, (key, acc));
                     continue;
                 }
             } else if env.contains(&key)? && !name.starts_with(b"wsgi.") {
@@ -200,6 +220,9 @@ pub fn build_environ<'py>(
             }
         }
         env.set_item(key, v)?;
+    }
+    for (key, value) in joined.into_values() {
+        env.set_item(key, latin1(py, &value))?;
     }
     drop(cache);
     let (sn, pi) = script_and_path(

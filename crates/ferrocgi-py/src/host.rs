@@ -432,7 +432,14 @@ impl Host {
                 _ => Ok(()),
             };
             match (sent, closed) {
-                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Err(e), _) => Err(e),
+                // The body is complete: the client gets it whole; the error is the
+                // application's to fix, so it is logged with its traceback.
+                (Ok(last), Err(e)) => {
+                    let tb = format_traceback(py, &e);
+                    error!("the response's close() raised after a complete body:\n{tb}");
+                    Ok(last)
+                }
                 (Ok(last), Ok(())) => Ok(last),
             }
         };

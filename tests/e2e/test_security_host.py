@@ -1,0 +1,120 @@
+"""The Python host under hostile or broken input (security findings), against the real server.
+
+Each test is named after the finding it guards (docs/security.md, "Threat model"). Requests go
+over raw FastCGI (``wire.py``): the params are what a front end relays from HTTP clients.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import harness
+import wire
+from harness import Backend
+
+APP = "security_app:application"
+
+
+def fcgi(srv: Backend, params: list[tuple[str, str]]) -> tuple[wire.CgiResponse, int]:
+    """One request; the CGI response and FCGI_END_REQUEST's protocol status."""
+    with srv.connect(timeout=15) as s:
+        s.sendall(wire.fcgi_request(params))
+        records = wire.parse_fcgi_records(wire.recv_all(s))
+    end = [r for r in records if r.type == wire.FCGI_END_REQUEST]
+    assert end, records
+    stdout = b"".join(r.content for r in records if r.type == wire.FCGI_STDOUT)
+    return wire.parse_cgi(stdout), wire.end_request_body(end[-1].content)[1]
+
+
+def test_repeated_headers_are_joined_in_linear_time(wsgi: Callable[..., Backend]) -> None:
+    """Thousands of repeats of one header (a client's choice) are joined once, as HTTP says
+    (", ", and "; " for cookies), not by re-copying the value at each repeat."""
+    srv = wsgi(app=APP, extra={"max_params": "8192", "max_params_bytes": "1M"})
+    n = 3000
+    params = wire.cgi_params(path="/app/headers")
+    params += [("HTTP_X_DUP", f"v{i}") for i in range(n)]
+    params += [("HTTP_COOKIE", f"c{i}=1") for i in range(n)]
+    reply, status = fcgi(srv, params)
+    assert (reply.status, status) == (200, 0)
+    env = json.loads(reply.body)
+    assert env["HTTP_X_DUP"] == ", ".join(f"v{i}" for i in range(n))
+    assert env["HTTP_COOKIE"] == "; ".join(f"c{i}=1" for i in range(n))
+
+
+def test_close_raising_after_a_complete_body_ends_the_response_normally(
+    wsgi: Callable[..., Backend],
+) -> None:
+    """PEP 3333's close() raising once the body is complete: the client gets the response
+    whole (FCGI_REQUEST_COMPLETE, no reset); the error is logged with its traceback."""
+    srv = wsgi(app=APP)
+    reply, status = fcgi(srv, wire.cgi_params(path="/app/close_raises"))
+    assert (reply.status, reply.body, status) == (200, b"complete body", 0)
+    assert srv.wait_log("close failed on purpose", timeout=5)
+    assert srv.wait_log(r"close\(\) raised after a complete body", timeout=5)
+
+
+def python_312() -> str | None:
+    """A Python 3.12, where interned strings are immortal (3.13 made them mortal again):
+    pyenv's, else one on PATH (a pyenv shim may name a version not selected: each is tried)."""
+    candidates: list[str] = []
+    for root in (os.environ.get("PYENV_ROOT"), "/root/.pyenv"):
+        if root and Path(root, "versions").is_dir():
+            found = sorted(Path(root, "versions").glob("3.12.*/bin/python3"), reverse=True)
+            candidates += [str(p) for p in found]
+    candidates += [c for c in [shutil.which("python3.12")] if c]
+    check = "import sys; assert sys.version_info[:2] == (3, 12)"
+    for c in candidates:
+        if subprocess.run([c, "-c", check], capture_output=True, timeout=30).returncode == 0:
+            return c
+    return None
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def rss_growth(srv: Backend, names: Callable[[int], list[str]], requests: int) -> int:
+    """KiB the server grew while serving ``requests`` requests carrying ``names(i)``."""
+    pid = srv.proc.popen.pid
+    before = rss_kib(pid)
+    with srv.connect(timeout=30) as s:
+        for i in range(requests):
+            params = wire.cgi_params(path="/app/headers") + [(n, "1") for n in names(i)]
+            s.sendall(wire.fcgi_request(params, keep_conn=True))
+            wire.read_fcgi_response(s)
+    return rss_kib(pid) - before
+
+
+def test_client_chosen_header_names_do_not_leak_on_python_312(
+    wsgi: Callable[..., Backend], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.12 makes interned strings immortal: header names past the key cache must be
+    plain strings, or every name a client makes up stays in memory for good."""
+    python = python_312()
+    if python is None:
+        pytest.skip("no Python 3.12 on PATH or in pyenv")
+    # The extension is abi3: the suite's installed package runs under the newer interpreter.
+    site = next((Path(sys.executable).parent.parent / "lib").glob("python3.*/site-packages"))
+
+    def argv(app: str, bind: str, options: dict[str, str]) -> list[str]:
+        return [python, "-m", "ferrocgi", *harness._cli_argv(app, bind, options)[1:]]
+
+    monkeypatch.setattr(harness, "wsgi_argv", argv)
+    srv = wsgi(app=APP, env={"PYTHONPATH": str(site)})
+    per, requests = 200, 400
+    # Warm up (the key cache fills, allocator pools settle), then the control: known names.
+    rss_growth(srv, lambda i: [f"HTTP_X_WARM_{j}" for j in range(per)], 50)
+    control = rss_growth(srv, lambda i: [f"HTTP_X_SAME_{j}" for j in range(per)], requests)
+    fresh = rss_growth(srv, lambda i: [f"HTTP_X_{i}_{j}" for j in range(per)], requests)
+    assert fresh < control + 4096, f"{per * requests} new names: +{fresh} KiB (control +{control})"
