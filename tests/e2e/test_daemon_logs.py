@@ -124,3 +124,33 @@ def test_log_files_created_as_root_belong_to_the_user_and_links_are_not_followed
         os.kill(proc.popen.pid, signal.SIGUSR1)
         eventually("a new log after SIGUSR1", log.exists, 10)
         assert "cannot reopen" not in (d / "err.log.1").read_text()
+
+
+def test_daemonizing_closes_inherited_descriptors(rundir: Path) -> None:
+    """A descriptor the starting shell left open (inheritable) does not live on in the
+    daemon; the daemon still serves."""
+    d = project(rundir)
+    leaked = d / "leaked-by-the-shell"
+    port = harness.free_port()
+    with open(leaked, "w") as f:
+        pidfile = d / "app.pid"
+        argv = ferrocgi("app:application", "--port", str(port), "--daemonize", "true")
+        argv.append(f"pidfile={pidfile}")
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=clean_env(),
+            cwd=d,
+            pass_fds=(f.fileno(),),
+        )
+    assert done.returncode == 0, done
+    eventually("the pid file", pidfile.exists, 10)
+    pid = int(pidfile.read_text())
+    try:
+        eventually("serving", lambda: harness.can_connect((harness.LOOPBACK, port)), 10)
+        fds = [os.readlink(p) for p in Path(f"/proc/{pid}/fd").iterdir()]
+        assert str(leaked) not in fds, fds
+    finally:
+        stop(pid)

@@ -141,3 +141,21 @@ def test_allow_from_with_a_unix_socket_is_an_error_at_start_up(rundir: Path) -> 
     assert done.returncode == 2, done
     assert "applies to TCP peers only" in done.stderr
     assert not sock.exists()
+
+
+def test_idle_connections_do_not_pin_prefork_workers(rundir: Path) -> None:
+    """50 connections that never send a request, against 2 single-threaded prefork workers:
+    a real request is still served (an accepted connection counts as busy only briefly)."""
+    from test_process import fcgi_exchange, ferrocgi, prefork
+
+    words = prefork("minspare=2", "maxspare=2", "maxchildren=2")
+    with ferrocgi(rundir, words) as srv:
+        srv.wait_workers(lambda n: n == 2, "2 workers")
+        idle = [socket.create_connection(srv.address) for _ in range(50)]
+        try:
+            out = fcgi_exchange(srv.address, "/app/info", timeout=10)
+            records = wire.parse_fcgi_records(out)
+            assert records and records[-1].type == wire.FCGI_END_REQUEST, out[:200]
+        finally:
+            for s in idle:
+                s.close()

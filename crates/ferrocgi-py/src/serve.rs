@@ -404,7 +404,11 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
 
     // A re-executed server keeps the standard streams it inherited (its logs already).
     if !is_reexec {
-        setup_logs(py, opts, opts.daemonize && !spawned)?;
+        let detach = opts.daemonize && !spawned;
+        setup_logs(py, opts, detach)?;
+        if detach {
+            daemon::close_inherited_fds(&[listener.as_raw_fd()])?;
+        }
     }
     let pidfile = match &opts.pidfile {
         Some(p) => Some(PidFile::write(p)?),

@@ -19,6 +19,10 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 /// Default for [`ServerConfig::graceful_timeout`].
 pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `head_timeout`.
+pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `min_body_rate`, bytes a second.
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
 
 /// Everything the serving core needs to know, whichever entry point built it.
 #[derive(Debug, Clone)]
@@ -51,6 +55,12 @@ pub struct ServerConfig {
     pub read_timeout: Option<Duration>,
     /// A front end that takes no response bytes for this long loses its connection.
     pub write_timeout: Option<Duration>,
+    /// A request head (FastCGI BEGIN_REQUEST and PARAMS, the SCGI netstring, the AJP forward
+    /// request) must arrive within this time of its first byte, however it trickles.
+    pub head_timeout: Option<Duration>,
+    /// A body slower than this many bytes a second, averaged over `read_timeout`, is cut off;
+    /// 0: no minimum.
+    pub min_body_rate: u64,
 }
 
 impl ServerConfig {
@@ -69,6 +79,8 @@ impl ServerConfig {
             idle_timeout: Some(Duration::from_secs(60)),
             read_timeout: Some(Duration::from_secs(60)),
             write_timeout: Some(Duration::from_secs(60)),
+            head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
+            min_body_rate: DEFAULT_MIN_BODY_RATE,
         }
     }
 }

@@ -835,3 +835,59 @@ async fn the_connection_carrying_the_last_request_before_maxrequests_closes_with
     expect_close(&mut s, Duration::from_millis(500)).await;
     srv.stop().await;
 }
+
+/// Sends `bytes` one at a time, `every` apart, until the server closes; how long that took
+/// (None: all sent and still open).
+async fn dribble(s: &mut TcpStream, bytes: &[u8], every: Duration) -> Option<Duration> {
+    let start = tokio::time::Instant::now();
+    for b in bytes {
+        if s.write_all(&[*b]).await.is_err() {
+            return Some(start.elapsed());
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(every, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            _ => {}
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_dribbled_byte_by_byte_is_cut_off_after_head_timeout() {
+    // Each byte restarts read_timeout; only head_timeout bounds the head as a whole.
+    let mut cfg = ServerConfig::new(Protocol::Fastcgi);
+    cfg.read_timeout = Some(Duration::from_secs(2));
+    cfg.head_timeout = Some(Duration::from_secs(1));
+    let srv = start(cfg);
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"abcd");
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let took = dribble(&mut s, &out, Duration::from_millis(300)).await;
+    assert!(took.is_some(), "the whole head went through at 3 bytes/s");
+    // Others are served.
+    let mut good = TcpStream::connect(srv.addr).await.unwrap();
+    good.write_all(&out).await.unwrap();
+    assert_eq!(
+        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
+        b"len=4"
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_slower_than_min_body_rate_is_cut_off() {
+    let mut cfg = ServerConfig::new(Protocol::Scgi);
+    cfg.read_timeout = Some(Duration::from_secs(1));
+    cfg.min_body_rate = 1024;
+    let srv = start(cfg);
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let headers = b"CONTENT_LENGTH\x00100000\x00SCGI\x001\x00";
+    let mut head = format!("{}:", headers.len()).into_bytes();
+    head.extend_from_slice(headers);
+    head.push(b',');
+    s.write_all(&head).await.unwrap();
+    let took = dribble(&mut s, &[b'x'; 200], Duration::from_millis(50)).await;
+    assert!(took.is_some(), "200 body bytes at 20 bytes/s were taken");
+    srv.stop().await;
+}

@@ -73,6 +73,10 @@ const LINGER: Duration = Duration::from_secs(2);
 /// During a graceful stop, how long a connection with no request in flight stays open to serve
 /// a request the front end may already be sending on it (see [`Phase::Draining`]).
 const DRAIN_LINGER: Duration = Duration::from_secs(2);
+/// How long an accepted connection counts as busy before its first request starts. A front end
+/// sends its request at once; a connection that brings none within this time (idle, or a head
+/// dribbled byte by byte) must not keep a prefork worker from accepting the next one.
+const FRESH_GRACE: Duration = Duration::from_millis(50);
 /// Bytes a peer may send after a request's end (where its protocol has none) before the
 /// connection is closed: a little slack for a front end's stray bytes, no more.
 const AFTER_END_LIMIT: usize = 64 * 1024;
@@ -148,6 +152,10 @@ struct Conn<'a, C, H> {
     /// Counted as "fresh" in the server's load until its first request starts (so `!fresh`
     /// also means: a request was seen on this connection).
     fresh: bool,
+    /// Still counted in the server's `fresh` load (see [`FRESH_GRACE`]).
+    counted_fresh: bool,
+    /// The slow-peer clocks (`head_timeout`, `min_body_rate`).
+    clocks: PeerClocks,
     /// Bytes received where the protocol expects none, discarded (see `discard_unexpected`).
     unexpected: usize,
     /// This connection started the server's last request (`maxrequests`): it closes as soon
@@ -160,6 +168,127 @@ struct Conn<'a, C, H> {
     new_tasks: Vec<Task>,
     /// Handlers that did not finish on their first poll.
     tasks: Vec<Task>,
+}
+
+/// The clocks a connection runs against a slow or idle peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Timer {
+    /// Stopping: a connection that brought no request closes (see [`DRAIN_LINGER`]).
+    Drain,
+    /// `read_timeout`: a request stopped arriving.
+    Read,
+    /// `idle_timeout`: a kept-alive connection with no request.
+    Idle,
+    /// `head_timeout`: a request's head took too long in all.
+    Head,
+    /// `min_body_rate`: time to check the body's pace over the last `read_timeout`.
+    BodyRate,
+    /// [`FRESH_GRACE`]: the connection stops counting as busy.
+    Fresh,
+}
+
+/// When a request head began to arrive, and the bytes of body received in the current
+/// `min_body_rate` window (started when the body began, or was last checked).
+#[derive(Debug)]
+struct PeerClocks {
+    accepted: tokio::time::Instant,
+    head_since: Option<tokio::time::Instant>,
+    body_window: Option<(tokio::time::Instant, u64)>,
+}
+
+impl PeerClocks {
+    fn new(now: tokio::time::Instant) -> Self {
+        PeerClocks {
+            accepted: now,
+            head_since: None,
+            body_window: None,
+        }
+    }
+
+    /// Starts or stops the clocks: `head` while a request's head is partly here, `body` while
+    /// its body arrives and is being read (a full body channel pauses the window: the
+    /// application is slow then, not the peer). `at` is when the latest bytes came.
+    fn update(&mut self, head: bool, body: bool, at: tokio::time::Instant) {
+        if !head {
+            self.head_since = None;
+        } else if self.head_since.is_none() {
+            self.head_since = Some(at);
+        }
+        if !body {
+            self.body_window = None;
+        } else if self.body_window.is_none() {
+            self.body_window = Some((at, 0));
+        }
+    }
+
+    fn on_read(&mut self, n: usize) {
+        if let Some((_, bytes)) = &mut self.body_window {
+            *bytes += n as u64;
+        }
+    }
+
+    /// At the end of a window: true if the body came slower than `rate` bytes a second over
+    /// it; otherwise a new window starts.
+    fn body_too_slow(&mut self, rate: u64, now: tokio::time::Instant) -> bool {
+        let Some((start, bytes)) = self.body_window else {
+            return false;
+        };
+        let secs = now.duration_since(start).as_secs_f64();
+        if (bytes as f64) < rate as f64 * secs {
+            return true;
+        }
+        self.body_window = Some((now, 0));
+        false
+    }
+}
+
+/// The earliest clock that runs now, if any.
+fn next_timer<C, H>(
+    c: &Conn<'_, C, H>,
+    cfg: &crate::ServerConfig,
+    can_read: bool,
+    arriving: bool,
+    last_read: tokio::time::Instant,
+    drain: Option<tokio::time::Instant>,
+) -> Option<(tokio::time::Instant, Timer)> {
+    let reading = |t: Option<Duration>| t.filter(|_| can_read);
+    let candidates = [
+        (drain, Timer::Drain),
+        (
+            reading(cfg.read_timeout)
+                .filter(|_| arriving)
+                .map(|t| last_read + t),
+            Timer::Read,
+        ),
+        (
+            reading(cfg.idle_timeout)
+                .filter(|_| !arriving && c.reqs.is_empty())
+                .map(|t| last_read + t),
+            Timer::Idle,
+        ),
+        (
+            c.clocks
+                .head_since
+                .zip(reading(cfg.head_timeout))
+                .map(|(s, t)| s + t),
+            Timer::Head,
+        ),
+        (
+            c.clocks
+                .body_window
+                .zip(cfg.read_timeout.filter(|_| cfg.min_body_rate > 0))
+                .map(|((s, _), t)| s + t),
+            Timer::BodyRate,
+        ),
+        (
+            c.counted_fresh.then(|| c.clocks.accepted + FRESH_GRACE),
+            Timer::Fresh,
+        ),
+    ];
+    candidates
+        .into_iter()
+        .filter_map(|(at, which)| at.map(|at| (at, which)))
+        .min_by_key(|(at, _)| *at)
 }
 
 /// Serves one connection until the front end closes it, a protocol error, or shutdown.
@@ -186,6 +315,8 @@ pub(crate) async fn serve<S, C, H>(
         close: false,
         broken: false,
         fresh: true,
+        counted_fresh: true,
+        clocks: PeerClocks::new(tokio::time::Instant::now()),
         last: false,
         unexpected: 0,
         segs: Vec::new(),
@@ -287,24 +418,21 @@ pub(crate) async fn serve<S, C, H>(
             }
         };
         let can_read = c.pending.is_none() && !eof;
-        // Which clock runs: a request still arriving (read_timeout), or an idle kept-alive
-        // connection (idle_timeout). While an application works on a complete request, none.
-        let arriving = !rbuf.is_empty() || c.reqs.iter().any(|r| r.body_tx.is_some());
-        let (limit, why) = if arriving {
-            (
-                cfg.read_timeout,
-                "the request stopped arriving for read_timeout",
-            )
-        } else if c.reqs.is_empty() {
-            (cfg.idle_timeout, "idle")
-        } else {
-            (None, "")
-        };
-        let mut deadline = limit.filter(|_| can_read).map(|t| last_read + t);
-        let drain_timer = drain_deadline.filter(|_| idle);
-        if drain_timer.is_some_and(|d| deadline.map_or(true, |t| d < t)) {
-            deadline = drain_timer;
-        }
+        let body_arriving = c.reqs.iter().any(|r| r.body_tx.is_some());
+        c.clocks.update(
+            !rbuf.is_empty() && !body_arriving,
+            body_arriving && can_read,
+            last_read,
+        );
+        let arriving = !rbuf.is_empty() || body_arriving;
+        let timer = next_timer(
+            &c,
+            cfg,
+            can_read,
+            arriving,
+            last_read,
+            drain_deadline.filter(|_| idle),
+        );
         tokio::select! {
             biased;
             Some((id, part)) = resp_rx.recv() => {
@@ -323,22 +451,21 @@ pub(crate) async fn serve<S, C, H>(
                     None => c.body_abandoned(id),
                 }
             }
-            _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() => {
-                if drain_timer.is_some() && deadline == drain_timer {
-                    debug!(peer = %c.peer, "stopping: closing a connection that brought no request");
-                } else if arriving {
-                    warn!(peer = %c.peer, protocol = %C::PROTOCOL, timeout = ?limit, "{why}; closing the connection");
-                } else {
-                    debug!(peer = %c.peer, "closing a connection idle for idle_timeout");
+            _ = tokio::time::sleep_until(timer.map_or_else(tokio::time::Instant::now, |t| t.0)), if timer.is_some() => {
+                let (_, which) = timer.expect("guarded by the branch condition");
+                if !c.on_timer(which) {
+                    break;
                 }
-                break;
             }
             read = stream.read_buf(&mut rbuf), if can_read => match read {
                 Ok(0) => {
                     eof = true;
                     c.on_eof(!rbuf.is_empty());
                 }
-                Ok(_) => last_read = tokio::time::Instant::now(),
+                Ok(n) => {
+                    last_read = tokio::time::Instant::now();
+                    c.clocks.on_read(n);
+                }
                 Err(e) => {
                     debug!(peer = %c.peer, error = %e, "read from web server failed");
                     eof = true;
@@ -515,8 +642,45 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         }
     }
 
+    /// A clock ran out; false: close the connection.
+    fn on_timer(&mut self, which: Timer) -> bool {
+        let cfg = &self.ctx.config;
+        let p = C::PROTOCOL;
+        match which {
+            Timer::Fresh => {
+                self.uncount_fresh();
+                return true;
+            }
+            Timer::BodyRate => {
+                let rate = cfg.min_body_rate;
+                if !self.clocks.body_too_slow(rate, tokio::time::Instant::now()) {
+                    return true;
+                }
+                warn!(peer = %self.peer, protocol = %p, min_body_rate = rate, "the request body arrives slower than min_body_rate; closing the connection");
+            }
+            Timer::Head => {
+                warn!(peer = %self.peer, protocol = %p, timeout = ?cfg.head_timeout, "the request head did not arrive within head_timeout; closing the connection")
+            }
+            Timer::Read => {
+                warn!(peer = %self.peer, protocol = %p, timeout = ?cfg.read_timeout, "the request stopped arriving for read_timeout; closing the connection")
+            }
+            Timer::Idle => debug!(peer = %self.peer, "closing a connection idle for idle_timeout"),
+            Timer::Drain => {
+                debug!(peer = %self.peer, "stopping: closing a connection that brought no request")
+            }
+        }
+        false
+    }
+
     fn not_fresh(&mut self) {
-        if std::mem::take(&mut self.fresh) {
+        self.fresh = false;
+        self.uncount_fresh();
+    }
+
+    /// Stops counting this connection as work about to arrive (its first request started, or
+    /// [`FRESH_GRACE`] passed without one).
+    fn uncount_fresh(&mut self) {
+        if std::mem::take(&mut self.counted_fresh) {
             self.ctx.fresh_done();
         }
     }

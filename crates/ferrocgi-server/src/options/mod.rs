@@ -287,6 +287,10 @@ pub struct Options {
     pub idle_timeout: Option<Duration>,
     /// `read_timeout`; `None` = never.
     pub read_timeout: Option<Duration>,
+    /// `head_timeout`; `None` = never.
+    pub head_timeout: Option<Duration>,
+    /// `min_body_rate`, bytes a second; 0 = none.
+    pub min_body_rate: u64,
     /// `write_timeout`; `None` = never.
     pub write_timeout: Option<Duration>,
 }
@@ -340,6 +344,8 @@ impl Default for Options {
             slow_request: None,
             idle_timeout: Some(Duration::from_secs(60)),
             read_timeout: Some(Duration::from_secs(60)),
+            head_timeout: Some(crate::server::DEFAULT_HEAD_TIMEOUT),
+            min_body_rate: crate::server::DEFAULT_MIN_BODY_RATE,
             write_timeout: Some(Duration::from_secs(60)),
         }
     }
@@ -974,6 +980,8 @@ impl Options {
         c.allow_from = self.allow_from.clone();
         c.idle_timeout = self.idle_timeout;
         c.read_timeout = self.read_timeout;
+        c.head_timeout = self.head_timeout;
+        c.min_body_rate = self.min_body_rate;
         c.write_timeout = self.write_timeout;
         c
     }

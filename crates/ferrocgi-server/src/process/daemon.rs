@@ -7,7 +7,7 @@ use nix::unistd::{
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
 
@@ -147,6 +147,31 @@ pub fn daemonize(opts: &DaemonOptions, logs: &Logs, fork: ForkFn<'_>) -> io::Res
     })?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(opts.umask));
     logs.apply(true)
+}
+
+/// Closes the descriptors above 2 that this process inherited (those without close-on-exec:
+/// Python and Rust open their own files close-on-exec, so a file the application or its
+/// settings opened stays open), except `keep`: what the shell or a parent left open must not
+/// live on in a daemon and in the programs its application starts.
+pub fn close_inherited_fds(keep: &[RawFd]) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let open: Vec<RawFd> = fs::read_dir("/proc/self/fd")?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in open.into_iter().filter(|fd| *fd > 2 && !keep.contains(fd)) {
+        // SAFETY: `fd` was listed open a moment ago in this single-threaded process; one that
+        // closed since (the directory's own) only makes fcntl fail, which skips it.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let inherited = fcntl(borrowed, FcntlArg::F_GETFD)
+            .is_ok_and(|f| !FdFlag::from_bits_truncate(f).contains(FdFlag::FD_CLOEXEC));
+        if inherited {
+            // SAFETY: no Rust handle owns an inheritable descriptor here: every one this
+            // program opens is close-on-exec, and the listener, the exception, is kept.
+            unsafe { nix::libc::close(fd) };
+        }
+    }
+    Ok(())
 }
 
 /// Opens a log file for appending, without following a symbolic link at `path` (root may
