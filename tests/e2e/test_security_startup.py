@@ -10,6 +10,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import signal
 import subprocess
 from pathlib import Path
 
@@ -97,3 +98,36 @@ def test_an_application_that_fails_to_import_still_fails_fast(rundir: Path) -> N
     # The directory is root's: the socket file stays (said at start-up), but nothing serves it.
     assert "cannot be removed at exit" in r.stderr
     assert not harness.can_connect(str(sock))
+
+
+def tasks(pid: int) -> int:
+    """Threads of ``pid``: RLIMIT_NPROC counts every task of the user, threads included."""
+    return len(list(Path(f"/proc/{pid}/task").iterdir()))
+
+
+def set_nproc(pid: int, soft: int) -> None:
+    """Sets ``pid``'s soft RLIMIT_NPROC as its own uid (54321) may: a root without
+    CAP_SYS_RESOURCE (as in some containers) may not change another user's limits."""
+    as_user = ["setpriv", "--reuid=54321", "--regid=54321", "--clear-groups"]
+    subprocess.run([*as_user, "prlimit", f"--pid={pid}", f"--nproc={soft}:"], check=True)
+
+
+def test_supervisor_survives_fork_failure(rundir: Path) -> None:
+    """fork() failing (EAGAIN: the user's process limit) neither ends the supervisor nor
+    leaves its workers unsupervised: it logs, backs off and retries, and the pool fills again
+    once forking works. The uid has no other processes, so the limit counts only ours."""
+    words = prefork("minspare=2", "maxspare=2", "maxchildren=2", "user=54321", "group=54321")
+    with ferrocgi(rundir, words) as srv:
+        srv.wait_workers(lambda n: n == 2, "2 workers")
+        assert fcgi_json(srv.address)["ppid"] == srv.pid
+        first, second = srv.workers()
+        # The supervisor may fork only while the uid has fewer tasks than now, less the
+        # worker about to be killed: its replacement's fork fails.
+        limit = tasks(srv.pid) + tasks(first)
+        set_nproc(srv.pid, limit)
+        os.kill(second, signal.SIGKILL)
+        srv.wait_log("cannot start a worker; retrying", timeout=15)
+        assert fcgi_json(srv.address)["ppid"] == srv.pid
+        set_nproc(srv.pid, 4096)
+        srv.wait_workers(lambda n: n == 2, "the pool to fill once forking works", 20)
+        assert fcgi_json(srv.address)["ppid"] == srv.pid

@@ -208,6 +208,59 @@ fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
         .collect()
 }
 
+/// Forks one worker; returns in the supervisor only (the child runs `run_worker` and exits).
+fn start_worker(
+    index: u64,
+    fork: ForkFn<'_>,
+    run_worker: &mut dyn FnMut(WorkerSetup) -> i32,
+    flags: &mut Flags,
+    workers: &mut Vec<Worker>,
+) -> io::Result<Worker> {
+    let (status_r, status_w) = UnixStream::pair()?;
+    status_r.set_nonblocking(true)?;
+    // Signals stay blocked across the fork: in the child they would otherwise reach neither
+    // the supervisor's handlers (removed) nor the worker's (not installed yet) and be lost.
+    // The worker unblocks them once its own are in place (see runner), so a SIGTERM sent
+    // right away is still obeyed.
+    let old_mask = block_signals();
+    let forked = fork();
+    if !matches!(forked, Ok(Forked::Child)) {
+        restore_mask(&old_mask);
+    }
+    match forked? {
+        Forked::Child => {
+            // The worker: nothing of the supervisor's may act here.
+            flags.uninstall();
+            drop(status_r);
+            for w in workers.drain(..) {
+                drop(w.status);
+            }
+            let code = run_worker(WorkerSetup {
+                status: OwnedFd::from(status_w),
+                index,
+            });
+            exit_now(code);
+        }
+        Forked::Parent(pid) => {
+            info!(pid, worker = index, "started worker");
+            Ok(Worker {
+                pid,
+                index,
+                state: State::Starting,
+                started: Instant::now(),
+                status: Some(status_r),
+            })
+        }
+    }
+}
+
+/// The wait before the `n`th retry in a row of something failing (200 ms doubling, at most
+/// 10 s).
+fn backoff(n: u32) -> Duration {
+    Duration::from_millis(200u64.saturating_mul(1 << n.saturating_sub(1).min(6)))
+        .min(Duration::from_secs(10))
+}
+
 /// Runs the pool until a stop or a reload. `run_worker` runs in each forked worker and returns
 /// its exit status; `reopen_logs` runs on SIGUSR1. `old_workers` are draining workers of the
 /// previous generation (after a reload).
@@ -236,6 +289,7 @@ pub fn supervise(
     let mut next_index: u64 = 1;
     let mut crashes: u32 = 0;
     let mut backoff_until = Instant::now();
+    let mut fork_failures: u32 = 0;
     let mut stopping: Option<Instant> = None;
     let mut watched = mtimes(&settings.reload_on);
     let mut last_watch = Instant::now();
@@ -331,40 +385,19 @@ pub fn supervise(
                 for _ in 0..(minspare - idle).min(maxchildren - total) {
                     let index = next_index;
                     next_index += 1;
-                    let (status_r, status_w) = UnixStream::pair()?;
-                    status_r.set_nonblocking(true)?;
-                    // Signals stay blocked across the fork: in the child they would otherwise
-                    // reach neither the supervisor's handlers (removed) nor the worker's (not
-                    // installed yet) and be lost. The worker unblocks them once its own are in
-                    // place (see runner), so a SIGTERM sent right away is still obeyed.
-                    let old_mask = block_signals();
-                    let forked = fork();
-                    if !matches!(forked, Ok(Forked::Child)) {
-                        restore_mask(&old_mask);
-                    }
-                    match forked? {
-                        Forked::Child => {
-                            // The worker: nothing of the supervisor's may act here.
-                            flags.uninstall();
-                            drop(status_r);
-                            for w in workers.drain(..) {
-                                drop(w.status);
-                            }
-                            let code = run_worker(WorkerSetup {
-                                status: OwnedFd::from(status_w),
-                                index,
-                            });
-                            exit_now(code);
+                    match start_worker(index, fork, run_worker, &mut flags, &mut workers) {
+                        Ok(w) => {
+                            fork_failures = 0;
+                            workers.push(w);
                         }
-                        Forked::Parent(pid) => {
-                            info!(pid, worker = index, "started worker");
-                            workers.push(Worker {
-                                pid,
-                                index,
-                                state: State::Starting,
-                                started: Instant::now(),
-                                status: Some(status_r),
-                            });
+                        Err(e) => {
+                            // EAGAIN (a process limit), ENOMEM: the pool stays supervised and
+                            // the pid file stays; forking is tried again after a back-off.
+                            fork_failures += 1;
+                            let delay = backoff(fork_failures);
+                            error!(error = %e, retry_in = ?delay, "cannot start a worker; retrying");
+                            backoff_until = Instant::now() + delay;
+                            break;
                         }
                     }
                 }
