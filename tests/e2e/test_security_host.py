@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -118,3 +119,36 @@ def test_client_chosen_header_names_do_not_leak_on_python_312(
     control = rss_growth(srv, lambda i: [f"HTTP_X_SAME_{j}" for j in range(per)], requests)
     fresh = rss_growth(srv, lambda i: [f"HTTP_X_{i}_{j}" for j in range(per)], requests)
     assert fresh < control + 4096, f"{per * requests} new names: +{fresh} KiB (control +{control})"
+
+
+def test_queued_jobs_past_queue_timeout_get_503_and_aborted_ones_do_not_run(
+    rundir: Path,
+) -> None:
+    """One Python thread busy for 2.5 s: a request queued behind it longer than queue_timeout
+    is answered 503 without running; one the web server aborted while it waited is not run
+    at all."""
+    import threading
+    import time
+
+    from test_process import fcgi_exchange, ferrocgi
+
+    words = ["method=threaded", "threads=1", "queue_timeout=1s"]
+    with ferrocgi(rundir, words) as srv:
+        busy = threading.Thread(target=fcgi_exchange, args=(srv.address, "/app/info", "sleep=2.5"))
+        busy.start()
+        time.sleep(0.3)
+        # Queued, then abandoned: the web server sends FCGI_ABORT_REQUEST.
+        aborted = socket.create_connection(srv.address)
+        aborted.sendall(wire.fcgi_request(wire.cgi_params(path="/app/info"), keep_conn=True))
+        time.sleep(0.2)
+        aborted.sendall(wire.fcgi_record(wire.FCGI_ABORT_REQUEST, 1))
+        # Queued too, and still waiting when the busy request ends, 2 s later.
+        records = wire.parse_fcgi_records(fcgi_exchange(srv.address, "/app/info"))
+        late = wire.parse_cgi(b"".join(r.content for r in records if r.type == wire.FCGI_STDOUT))
+        with aborted:
+            end = wire.read_fcgi_response(aborted)
+        assert not end.stdout, end
+        busy.join()
+        assert late.status == 503, late
+        srv.wait_log("request aborted while it waited for a thread; not run")
+        srv.wait_log("waited longer than queue_timeout")

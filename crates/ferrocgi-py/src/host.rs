@@ -34,7 +34,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// Settings of the host (from the option set).
 #[derive(Debug, Clone)]
@@ -57,6 +57,8 @@ pub struct HostSettings {
     pub slow_request: Option<std::time::Duration>,
     /// Stop requests running longer than this (see [`crate::watchdog`]).
     pub request_timeout: Option<std::time::Duration>,
+    /// `queue_timeout`: a job that waited longer for a thread is answered 503, not run.
+    pub queue_timeout: Option<std::time::Duration>,
 }
 
 /// One request handed to the Python pool.
@@ -67,6 +69,8 @@ pub struct Job {
     pub body: BodyData,
     pub body_len: u64,
     pub resp: Responder,
+    /// When the job was made: its wait for a thread counts from here.
+    pub queued: std::time::Instant,
 }
 
 /// The [`Handler`] side: async; Python runs on the pool's threads, or in a task of its own
@@ -191,6 +195,7 @@ impl Handler for WsgiHandler {
             body,
             body_len,
             resp,
+            queued: std::time::Instant::now(),
         };
         if let Some(inline) = &self.inline {
             // A task of its own, not this connection's: a send that must wait for room moves
@@ -299,7 +304,37 @@ impl Host {
     }
 
     /// Runs one request to completion; never raises.
+    /// The job, unless it is not worth running any more: its request was aborted while it
+    /// waited (the answer has nowhere to go), or it waited past `queue_timeout` (answered 503
+    /// here: the client has likely given up, and a server that is behind must shed load).
+    fn still_wanted(&self, py: Python<'_>, job: Job) -> Option<Job> {
+        if job.resp.is_aborted() {
+            debug!(peer = %job.peer, "request aborted while it waited for a thread; not run");
+            return None;
+        }
+        let waited = job.queued.elapsed();
+        if self
+            .settings
+            .queue_timeout
+            .map_or(true, |limit| waited <= limit)
+        {
+            return Some(job);
+        }
+        warn!(peer = %job.peer, waited = ?waited, "request waited longer than queue_timeout for a thread; answered 503");
+        let mut resp = job.resp;
+        response::wait_for_loop(py, || {
+            let head = plain(503, "Service Unavailable").header("Retry-After", "1");
+            let _ = resp.blocking_start(head);
+            let _ = resp.blocking_write(Bytes::from_static(b"server busy, try again\n"));
+            let _ = resp.blocking_finish();
+        });
+        None
+    }
+
     fn run(&self, py: Python<'_>, job: Job, ident: u64) {
+        let Some(job) = self.still_wanted(py, job) else {
+            return;
+        };
         let Job {
             protocol,
             params,
@@ -307,6 +342,7 @@ impl Host {
             body,
             body_len,
             resp,
+            queued: _,
         } = job;
         let state: response::Shared = Arc::new(Mutex::new(ResponseState {
             head: None,

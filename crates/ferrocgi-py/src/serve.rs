@@ -127,6 +127,7 @@ fn serve(
             ajp_path_decoded: ajp_lighttpd_compat,
             slow_request: None,
             request_timeout: None,
+            queue_timeout: None,
         },
         threads,
         log_level: log_level.to_string(),
@@ -228,6 +229,7 @@ fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
         ajp_path_decoded: opts.ajp_lighttpd_compat,
         slow_request: opts.slow_request,
         request_timeout: opts.request_timeout,
+        queue_timeout: opts.queue_timeout,
     }
 }
 

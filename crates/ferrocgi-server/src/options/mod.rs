@@ -281,6 +281,8 @@ pub struct Options {
     pub max_params: usize,
     /// `request_timeout`; `None` = no limit.
     pub request_timeout: Option<Duration>,
+    /// `queue_timeout`: the longest a request waits for a Python thread; `None` = no limit.
+    pub queue_timeout: Option<Duration>,
     /// `slow_request`: log requests slower than this; `None` = off.
     pub slow_request: Option<Duration>,
     /// `idle_timeout` of kept-alive connections; `None` = never.
@@ -341,6 +343,7 @@ impl Default for Options {
             max_params_bytes: ferrocgi_proto::fastcgi::limits::MAX_PARAMS_BYTES,
             max_params: ferrocgi_proto::fastcgi::limits::MAX_PARAMS_PAIRS,
             request_timeout: None,
+            queue_timeout: Some(Duration::from_secs(30)),
             slow_request: None,
             idle_timeout: Some(Duration::from_secs(60)),
             read_timeout: Some(Duration::from_secs(60)),
