@@ -152,3 +152,22 @@ def test_queued_jobs_past_queue_timeout_get_503_and_aborted_ones_do_not_run(
         assert late.status == 503, late
         srv.wait_log("request aborted while it waited for a thread; not run")
         srv.wait_log("waited longer than queue_timeout")
+
+
+def test_a_request_blocked_writing_to_a_slow_front_end_is_not_wedged(
+    wsgi: Callable[..., Backend],
+) -> None:
+    """Past request_timeout, a request whose thread waits for the front end to take response
+    bytes is not 'stuck outside Python': the process is not declared wedged (and restarted)
+    while write_timeout has not run out; other requests are served meanwhile."""
+    import time
+
+    srv = wsgi(extra={"request_timeout": "1s"})
+    with srv.connect(timeout=30) as stalled:
+        params = wire.cgi_params(path="/app/big", query="bytes=50000000")
+        stalled.sendall(wire.fcgi_request(params))
+        stalled.recv(1)  # the response has begun; now read nothing for a while
+        time.sleep(7.5)  # request_timeout + the 5 s wedged grace, and more
+        reply, status = fcgi(srv, wire.cgi_params(path="/app/env"))
+        assert (reply.status, status) == (200, 0)
+    assert "wedged" not in srv.log()

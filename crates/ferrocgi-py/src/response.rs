@@ -102,7 +102,7 @@ pub fn beside_the_loop<T>(f: impl FnOnce() -> T) -> T {
 
 /// Runs `f`, which waits for the connection loop (a blocking send), without the GIL.
 pub fn wait_for_loop<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
-    py.detach(|| beside_the_loop(f))
+    py.detach(|| crate::watchdog::writing(|| beside_the_loop(f)))
 }
 
 /// True when a head can go out with the next body chunk (start_response was called).

@@ -56,12 +56,57 @@ pub struct Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.dog
+        let ended = self
+            .dog
             .running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&self.id);
+        // A RequestTimeout raised as the request was ending may still be pending in the
+        // thread: it must not land in the thread's next request. (The watchdog interrupts
+        // only while holding the GIL and seeing the request registered, and this runs with
+        // the GIL held, so none can come after this.)
+        if let Some(r) = ended.filter(|r| r.interrupted.is_some()) {
+            Python::attach(|py| {
+                if let Err(e) = set_async_exc(py, r.ident, None) {
+                    error!(uri = r.uri, "cannot clear a pending RequestTimeout: {e}");
+                }
+            });
+        }
     }
+}
+
+/// Threads (by ident) waiting outside Python for the front end to take response bytes: not
+/// wedged, however long past their timeout (`write_timeout` deals with a slow front end).
+static WRITING: Mutex<Vec<u64>> = Mutex::new(Vec::new());
+
+/// This thread's ident, as Python's `threading.get_ident()` gives it (pthread_self).
+pub fn current_ident() -> u64 {
+    // SAFETY: pthread_self has no preconditions.
+    unsafe { libc::pthread_self() as u64 }
+}
+
+/// Runs `f`, a wait for the front end to take response bytes, with this thread counted as
+/// writing (see [`WRITING`]).
+pub fn writing<T>(f: impl FnOnce() -> T) -> T {
+    let ident = current_ident();
+    WRITING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(ident);
+    let out = f();
+    let mut w = WRITING.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(i) = w.iter().position(|&x| x == ident) {
+        w.swap_remove(i);
+    }
+    out
+}
+
+fn is_writing(ident: u64) -> bool {
+    WRITING
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&ident)
 }
 
 impl Watchdog {
@@ -121,12 +166,12 @@ impl Watchdog {
         let mut wedged = false;
         {
             let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-            for r in running.values_mut() {
+            for (id, r) in running.iter_mut() {
                 let age = now - r.started;
                 if let Some(t) = self.timeout {
                     if age >= t && r.interrupted.is_none() {
                         r.interrupted = Some(now);
-                        stop.push((r.ident, r.uri.clone(), age));
+                        stop.push((*id, r.ident, r.uri.clone(), age));
                         continue;
                     }
                 }
@@ -136,7 +181,8 @@ impl Watchdog {
                         slow.push((r.ident, r.uri.clone(), age));
                     }
                 }
-                if r.interrupted.is_some_and(|at| now - at >= WEDGED_GRACE) {
+                if r.interrupted.is_some_and(|at| now - at >= WEDGED_GRACE) && !is_writing(r.ident)
+                {
                     wedged = true;
                 }
             }
@@ -146,9 +192,20 @@ impl Watchdog {
                 for (ident, uri, age) in slow {
                     warn!(uri, elapsed = ?age, "slow request (past slow_request); its Python stack:\n{}", stack_of(py, ident));
                 }
-                for (ident, uri, age) in stop {
+                for (id, ident, uri, age) in stop {
+                    // Under the GIL: a request still registered now cannot end (and clear
+                    // its thread's pending exception) before the exception is set.
+                    if !self
+                        .running
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains_key(&id)
+                    {
+                        continue;
+                    }
                     error!(uri, elapsed = ?age, "request past request_timeout; stopping it. Its Python stack:\n{}", stack_of(py, ident));
-                    if let Err(e) = interrupt(py, ident) {
+                    let exc = py.get_type::<RequestTimeout>().into_any();
+                    if let Err(e) = set_async_exc(py, ident, Some(exc)) {
                         error!(uri, "cannot interrupt the request's thread: {e}");
                     }
                 }
@@ -184,18 +241,20 @@ fn stack_of(py: Python<'_>, ident: u64) -> String {
         .to_string()
 }
 
-/// Raises RequestTimeout in the Python thread `ident` (at its next bytecode).
-fn interrupt(py: Python<'_>, ident: u64) -> PyResult<()> {
+/// Raises `exc` in the Python thread `ident` at its next bytecode, or with `None` clears what
+/// is pending there (PyThreadState_SetAsyncExc, through ctypes).
+fn set_async_exc(py: Python<'_>, ident: u64, exc: Option<Bound<'_, PyAny>>) -> PyResult<()> {
     let ctypes = py.import("ctypes")?;
     let api = ctypes
         .getattr("pythonapi")?
         .getattr("PyThreadState_SetAsyncExc")?;
     let tid = ctypes.getattr("c_ulong")?.call1((ident,))?;
-    let exc = ctypes
-        .getattr("py_object")?
-        .call1((py.get_type::<RequestTimeout>(),))?;
+    let exc = match exc {
+        Some(e) => ctypes.getattr("py_object")?.call1((e,))?,
+        None => py.None().into_bound(py),
+    };
     let n: i64 = api.call1((tid, exc))?.extract()?;
-    if n != 1 {
+    if n > 1 {
         return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
             "PyThreadState_SetAsyncExc affected {n} threads"
         )));
