@@ -9,6 +9,10 @@ Routes (by the last segment of PATH_INFO):
 - ``/exit?code=N``: the process ends at once with ``os._exit(N)`` (a crashing worker).
 - ``/echo`` (any method): ``{"method", "query", "length", "content_length", "pid"}``: the body
   is read to its end and measured.
+- ``/local``: ``{"live", "thread"}``: how many per-thread objects (kept in a
+  ``threading.local``, as a database connection would be) are alive in this process, after
+  making this thread's if it had none.
+- ``/big?bytes=N``: N bytes in 64 KiB chunks (a response that fills the connection's queue).
 - ``/ids``: the process's ids now (real, effective, saved uid and gid; supplementary groups),
   the effective uid the module was imported with, and the environment's ``FERROCGI_*`` names.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -24,6 +29,21 @@ from typing import Any
 from urllib.parse import parse_qs
 
 VERSION = Path(__file__).with_name("version.txt").read_text().strip()
+LOCAL = threading.local()
+
+
+class PerThread:
+    """Counts its live instances: one per thread that served ``/local`` and still exists."""
+
+    live = 0
+
+    def __init__(self) -> None:
+        PerThread.live += 1
+
+    def __del__(self) -> None:
+        PerThread.live -= 1
+
+
 IMPORT_EUID = os.geteuid()
 
 
@@ -40,6 +60,14 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
     query = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     if route == "exit":
         os._exit(int(query.get("code", "3")))
+    if route == "local":
+        if not hasattr(LOCAL, "obj"):
+            LOCAL.obj = PerThread()
+        return _reply(start_response, {"live": PerThread.live, "thread": threading.get_ident()})
+    if route == "big":
+        n = int(query.get("bytes", "0"))
+        start_response("200 OK", [("Content-Length", str(n))])
+        return (b"x" * min(65536, n - i) for i in range(0, n, 65536))
     if route == "ids":
         return _reply(
             start_response,

@@ -171,3 +171,34 @@ def test_a_request_blocked_writing_to_a_slow_front_end_is_not_wedged(
         reply, status = fcgi(srv, wire.cgi_params(path="/app/env"))
         assert (reply.status, status) == (200, 0)
     assert "wedged" not in srv.log()
+
+
+def test_thread_local_data_of_ended_runtime_threads_is_freed(rundir: Path) -> None:
+    """A prefork worker with threads=1 runs requests on its runtime's threads, which come
+    and go (a send that must wait moves the runtime to another thread; idle ones end after
+    10 s). When such a thread ends, its Python thread state, and with it its
+    threading.local data (a database connection, say), must go too."""
+    import time
+
+    from test_process import fcgi_json, ferrocgi, prefork
+
+    def slow_big() -> None:
+        """A large response read slowly, so the worker's sends wait for room."""
+        with socket.create_connection(srv.address) as s:
+            params = wire.cgi_params(path="/app/big", query="bytes=8000000")
+            s.sendall(wire.fcgi_request(params))
+            while chunk := s.recv(65536):
+                del chunk
+                time.sleep(0.002)
+
+    words = prefork("minspare=1", "maxspare=1", "maxchildren=1")
+    with ferrocgi(rundir, words) as srv:
+        threads = set()
+        for _ in range(4):
+            threads.add(fcgi_json(srv.address, "/app/local")["thread"])
+            slow_big()
+        peak = fcgi_json(srv.address, "/app/local")["live"]
+        assert len(threads) > 1 and peak > 1, (threads, peak)
+        time.sleep(12)  # tokio ends runtime threads idle for 10 s
+        live = fcgi_json(srv.address, "/app/local")["live"]
+        assert live < peak, f"per-thread objects alive: {peak} before, {live} after"

@@ -499,21 +499,43 @@ fn declares_made(iterable: &Bound<'_, PyAny>) -> bool {
 
 /// Gives this (runtime) thread a Python thread state that outlives each `Python::attach`:
 /// without it every attach creates and destroys one (an mmap and munmap per request). The
-/// state is never freed: runtime threads live long (idle spare ones end after 10 s), so this
-/// costs a few KiB per thread the runtime ever started.
+/// state is freed when the thread ends (idle runtime threads end after 10 s): with it go the
+/// thread's `threading.local` and context data, such as a database connection.
 fn keep_thread_state() {
-    thread_local!(static KEPT: std::cell::Cell<bool> = const { std::cell::Cell::new(false) });
+    thread_local!(static KEPT: std::cell::RefCell<Option<KeptState>> = const { std::cell::RefCell::new(None) });
     KEPT.with(|k| {
-        if !k.get() {
-            k.set(true);
+        let mut k = k.borrow_mut();
+        if k.is_none() {
             // SAFETY: this thread does not hold the GIL here; Ensure takes it (creating the
-            // thread state, never released), SaveThread releases the GIL again.
-            unsafe {
-                pyo3::ffi::PyGILState_Ensure();
-                pyo3::ffi::PyEval_SaveThread();
-            }
+            // thread state), SaveThread releases the GIL again and keeps the state.
+            *k = Some(unsafe {
+                let gil = pyo3::ffi::PyGILState_Ensure();
+                let tstate = pyo3::ffi::PyEval_SaveThread();
+                KeptState { gil, tstate }
+            });
         }
     });
+}
+
+/// A runtime thread's kept Python thread state, released when the thread ends.
+struct KeptState {
+    gil: pyo3::ffi::PyGILState_STATE,
+    tstate: *mut pyo3::ffi::PyThreadState,
+}
+
+impl Drop for KeptState {
+    fn drop(&mut self) {
+        // SAFETY: runs as this thread ends, outside any `Python::attach` (the state is not
+        // current); RestoreThread makes it current with the GIL, and the Release matching the
+        // first Ensure deletes it, clearing its thread-local data. Skipped once the interpreter
+        // is gone (a process ending).
+        unsafe {
+            if pyo3::ffi::Py_IsInitialized() != 0 {
+                pyo3::ffi::PyEval_RestoreThread(self.tstate);
+                pyo3::ffi::PyGILState_Release(self.gil);
+            }
+        }
+    }
 }
 
 /// This thread's `threading.get_ident()`: the watchdog finds a request's Python stack by it.
