@@ -12,6 +12,7 @@ Routes (by the last segment of PATH_INFO):
 - ``/local``: ``{"live", "thread"}``: how many per-thread objects (kept in a
   ``threading.local``, as a database connection would be) are alive in this process, after
   making this thread's if it had none.
+- ``/drop?sleep=S``: closes ``wsgi.input`` without reading it, then sleeps S seconds.
 - ``/big?bytes=N``: N bytes in 64 KiB chunks (a response that fills the connection's queue).
 - ``/ids``: the process's ids now (real, effective, saved uid and gid; supplementary groups),
   the effective uid the module was imported with, and the environment's ``FERROCGI_*`` names.
@@ -64,6 +65,10 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
         if not hasattr(LOCAL, "obj"):
             LOCAL.obj = PerThread()
         return _reply(start_response, {"live": PerThread.live, "thread": threading.get_ident()})
+    if route == "drop":
+        environ["wsgi.input"].close()
+        time.sleep(float(query.get("sleep", "0")))
+        return _reply(start_response, {"dropped": True})
     if route == "big":
         n = int(query.get("bytes", "0"))
         start_response("200 OK", [("Content-Length", str(n))])

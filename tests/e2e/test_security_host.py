@@ -202,3 +202,34 @@ def test_thread_local_data_of_ended_runtime_threads_is_freed(rundir: Path) -> No
         time.sleep(12)  # tokio ends runtime threads idle for 10 s
         live = fcgi_json(srv.address, "/app/local")["live"]
         assert live < peak, f"per-thread objects alive: {peak} before, {live} after"
+
+
+def test_spooled_bodies_share_max_spool_and_close_releases_one(rundir: Path) -> None:
+    """Spool files are bounded together by max_spool: an upload that would pass it gets 503
+    while others hold the budget; wsgi.input.close() gives a body's share back at once."""
+    import threading
+    import time
+
+    from test_process import ferrocgi
+
+    def post(path: str, query: str = "") -> int:
+        body = b"u" * 800_000
+        params = wire.cgi_params("POST", path, query, body_length=len(body))
+        with socket.create_connection(srv.address, timeout=30) as s:
+            s.sendall(wire.fcgi_request(params, body))
+            out = wire.recv_all(s)
+        stdout = b"".join(
+            r.content for r in wire.parse_fcgi_records(out) if r.type == wire.FCGI_STDOUT
+        )
+        return wire.parse_cgi(stdout).status
+
+    words = ["method=threaded", "threads=4", "spool_threshold=64K", "max_spool=1M"]
+    with ferrocgi(rundir, words) as srv:
+        for holder, then in [("/app/info", 503), ("/app/drop", 200)]:
+            held = threading.Thread(target=post, args=(holder, "sleep=2"))
+            held.start()
+            time.sleep(0.7)  # the first body is spooled and held by its request
+            assert post("/app/echo") == then, holder
+            held.join()
+            assert post("/app/echo") == 200  # the budget is back once the request ended
+        srv.wait_log("would pass max_spool; answered 503")

@@ -20,7 +20,7 @@
 //! meanwhile.
 
 use crate::environ::{build_environ, EnvironBase};
-use crate::input::{collect, BodyData, CollectError, InputStream};
+use crate::input::{collect, BodyData, CollectError, InputStream, SpoolBudget};
 use crate::queue::{Member, Queue, Take};
 use crate::response::{self, lock, ClientDisconnected, ResponseState, StartResponse};
 use crate::watchdog::{OnWedged, RequestTimeout, Watchdog};
@@ -59,6 +59,8 @@ pub struct HostSettings {
     pub request_timeout: Option<std::time::Duration>,
     /// `queue_timeout`: a job that waited longer for a thread is answered 503, not run.
     pub queue_timeout: Option<std::time::Duration>,
+    /// `max_spool`: bytes all spooled request bodies may take together (`u64::MAX`: no limit).
+    pub max_spool: u64,
 }
 
 /// One request handed to the Python pool.
@@ -80,6 +82,8 @@ pub struct WsgiHandler {
     inline: Option<Arc<Inline>>,
     settings: Arc<HostSettings>,
     pool: Pool,
+    /// What spooled request bodies may take on disk, together (`max_spool`).
+    spool: Arc<SpoolBudget>,
 }
 
 /// Where the application runs.
@@ -163,7 +167,8 @@ async fn answer(mut resp: Responder, head: ResponseHead, body: &'static [u8]) {
 impl Handler for WsgiHandler {
     async fn handle(&self, mut req: Request, resp: Responder) {
         let s = &self.settings;
-        let (body, body_len) = match collect(&mut req.body, s.spool_threshold, s.max_body).await {
+        let collected = collect(&mut req.body, s.spool_threshold, s.max_body, &self.spool).await;
+        let (body, body_len) = match collected {
             Ok(b) => b,
             Err(CollectError::TooLarge(n)) => {
                 warn!(peer = %req.peer, size = n, max_body = ?s.max_body, "request body too large; answered 413");
@@ -177,6 +182,15 @@ impl Handler for WsgiHandler {
             Err(CollectError::Stream(e)) => {
                 info!(peer = %req.peer, "request body incomplete: {e}");
                 return;
+            }
+            Err(CollectError::SpoolFull) => {
+                warn!(peer = %req.peer, max_spool = s.max_spool, "request bodies being spooled would pass max_spool; answered 503");
+                return answer(
+                    resp,
+                    plain(503, "Service Unavailable").header("Retry-After", "5"),
+                    b"server busy with other uploads, try again\n",
+                )
+                .await;
             }
             Err(CollectError::Io(e)) => {
                 error!(peer = %req.peer, "cannot spool the request body to a temporary file: {e}");
@@ -278,11 +292,13 @@ impl Host {
                 live: live.clone(),
             })
         });
+        let spool = SpoolBudget::new(settings.max_spool);
         Ok(WsgiHandler {
             jobs: queue,
             inline,
             settings,
             pool: Pool(live),
+            spool,
         })
     }
 

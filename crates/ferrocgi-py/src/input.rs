@@ -19,7 +19,66 @@ pub enum BodyData {
     /// Small bodies.
     Memory(Bytes),
     /// Bodies past the spool threshold, in an unlinked temporary file positioned at 0.
-    File(std::fs::File),
+    File(Spooled),
+}
+
+/// The bytes this process may keep in spool files at once (`max_spool`): a disk or tmpfs
+/// shared by every request, which `max_in_flight × max_body` alone would not bound.
+#[derive(Debug)]
+pub struct SpoolBudget {
+    limit: u64,
+    used: std::sync::atomic::AtomicU64,
+}
+
+impl SpoolBudget {
+    /// A budget of `limit` bytes (`u64::MAX`: none).
+    pub fn new(limit: u64) -> std::sync::Arc<Self> {
+        std::sync::Arc::new(SpoolBudget {
+            limit,
+            used: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    /// Takes `n` more bytes; false (nothing taken) past the limit.
+    fn take(&self, n: u64) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.used
+            .fetch_update(Relaxed, Relaxed, |u| {
+                u.checked_add(n).filter(|t| *t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: u64) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A spool file and its share of the budget, given back when the file is dropped (the
+/// request ended, or the application called `wsgi.input.close()`).
+#[derive(Debug)]
+pub struct Spooled {
+    file: std::fs::File,
+    held: u64,
+    budget: std::sync::Arc<SpoolBudget>,
+}
+
+impl Drop for Spooled {
+    fn drop(&mut self) {
+        self.budget.give_back(self.held);
+    }
+}
+
+impl Read for Spooled {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
+    }
+}
+
+impl Seek for Spooled {
+    fn seek(&mut self, pos: io::SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
+    }
 }
 
 /// Why a body could not be collected.
@@ -31,13 +90,17 @@ pub enum CollectError {
     Stream(StreamError),
     /// The spool file could not be written.
     Io(io::Error),
+    /// Spooling it would pass `max_spool`: answer 503.
+    SpoolFull,
 }
 
-/// Reads the whole body. Memory stays bounded by `threshold` plus one chunk.
+/// Reads the whole body. Memory stays bounded by `threshold` plus one chunk; spool files by
+/// `budget`, and their writes run on tokio's blocking threads, not the connection's.
 pub async fn collect(
     body: &mut Body,
     threshold: u64,
     max: Option<u64>,
+    budget: &std::sync::Arc<SpoolBudget>,
 ) -> Result<(BodyData, u64), CollectError> {
     if let (Some(d), Some(m)) = (body.declared_length(), max) {
         if d > m {
@@ -45,22 +108,23 @@ pub async fn collect(
         }
     }
     let mut mem = BytesMut::new();
-    let mut file: Option<std::fs::File> = None;
+    let mut file: Option<Spooled> = None;
     let mut total: u64 = 0;
     while let Some(chunk) = body.chunk().await.map_err(CollectError::Stream)? {
         total += chunk.len() as u64;
         if max.is_some_and(|m| total > m) {
             return Err(CollectError::TooLarge(total));
         }
-        if let Some(f) = file.as_mut() {
-            // Page-cache writes of at most one chunk: short enough to do in place.
-            f.write_all(&chunk).map_err(CollectError::Io)?;
+        if let Some(f) = file.take() {
+            file = Some(spool(f, chunk).await?);
         } else if mem.len() as u64 + chunk.len() as u64 > threshold {
-            let mut f = tempfile::tempfile().map_err(CollectError::Io)?;
-            f.write_all(&mem).map_err(CollectError::Io)?;
-            f.write_all(&chunk).map_err(CollectError::Io)?;
-            mem = BytesMut::new();
-            file = Some(f);
+            let f = Spooled {
+                file: tempfile::tempfile().map_err(CollectError::Io)?,
+                held: 0,
+                budget: budget.clone(),
+            };
+            let first = std::mem::take(&mut mem).freeze();
+            file = Some(spool(spool(f, first).await?, chunk).await?);
         } else if mem.is_empty() {
             // The common case of a body in one chunk: no copy.
             mem = BytesMut::from(chunk);
@@ -70,11 +134,25 @@ pub async fn collect(
     }
     Ok(match file {
         Some(mut f) => {
-            f.rewind().map_err(CollectError::Io)?;
+            f.file.rewind().map_err(CollectError::Io)?;
             (BodyData::File(f), total)
         }
         None => (BodyData::Memory(mem.freeze()), total),
     })
+}
+
+/// Appends `data` to the spool file, within the budget, on a blocking thread (a slow disk
+/// must not stall the connection's I/O thread).
+async fn spool(mut f: Spooled, data: Bytes) -> Result<Spooled, CollectError> {
+    let n = data.len() as u64;
+    if !f.budget.take(n) {
+        return Err(CollectError::SpoolFull);
+    }
+    f.held += n;
+    tokio::task::spawn_blocking(move || f.file.write_all(&data).map(|()| f))
+        .await
+        .map_err(|e| CollectError::Io(io::Error::other(e)))?
+        .map_err(CollectError::Io)
 }
 
 /// `wsgi.input`: a read-only binary stream over the collected body.
@@ -85,7 +163,7 @@ pub struct InputStream {
 
 enum Source {
     Memory(Cursor<Bytes>),
-    File(BufReader<std::fs::File>),
+    File(BufReader<Spooled>),
 }
 
 impl InputStream {
@@ -240,7 +318,12 @@ impl InputStream {
         false
     }
 
-    fn close(&self) {}
+    /// Releases the body: a spooled one's file (and its share of `max_spool`) goes at once,
+    /// not when the request ends.
+    fn close(&self) {
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        *inner = Source::Memory(Cursor::new(Bytes::new()));
+    }
 
     fn write(&self, _data: &Bound<'_, PyAny>) -> PyResult<()> {
         Err(PyValueError::new_err("wsgi.input is read-only"))

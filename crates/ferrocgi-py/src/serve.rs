@@ -128,6 +128,7 @@ fn serve(
             slow_request: None,
             request_timeout: None,
             queue_timeout: None,
+            max_spool: u64::MAX,
         },
         threads,
         log_level: log_level.to_string(),
@@ -230,6 +231,7 @@ fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
         slow_request: opts.slow_request,
         request_timeout: opts.request_timeout,
         queue_timeout: opts.queue_timeout,
+        max_spool: opts.max_spool.unwrap_or(u64::MAX),
     }
 }
 

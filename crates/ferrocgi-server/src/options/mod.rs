@@ -281,6 +281,8 @@ pub struct Options {
     pub max_params: usize,
     /// `request_timeout`; `None` = no limit.
     pub request_timeout: Option<Duration>,
+    /// `max_spool`: bytes all spooled bodies may take together, per process; `None` = no limit.
+    pub max_spool: Option<u64>,
     /// `queue_timeout`: the longest a request waits for a Python thread; `None` = no limit.
     pub queue_timeout: Option<Duration>,
     /// `slow_request`: log requests slower than this; `None` = off.
@@ -344,6 +346,7 @@ impl Default for Options {
             max_params: ferrocgi_proto::fastcgi::limits::MAX_PARAMS_PAIRS,
             request_timeout: None,
             queue_timeout: Some(Duration::from_secs(30)),
+            max_spool: Some(2 << 30),
             slow_request: None,
             idle_timeout: Some(Duration::from_secs(60)),
             read_timeout: Some(Duration::from_secs(60)),

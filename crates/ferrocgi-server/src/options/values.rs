@@ -91,6 +91,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A size where 0 means none: `max_spool`.
+pub(crate) fn optional_size(s: &str) -> Result<Option<u64>, String> {
+    Ok(Some(parse_size(s)?).filter(|n| *n > 0))
+}
+
 /// A timeout that may be switched off: `0`, `off` or `none` mean no timeout.
 pub(crate) fn optional_duration(s: &str) -> Result<Option<Duration>, String> {
     if matches!(s.trim().to_ascii_lowercase().as_str(), "off" | "none") {
