@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_process import FERROCGI, fcgi_json, ferrocgi, make_app, prefork
+from test_process import FERROCGI, eventually, fcgi_json, ferrocgi, make_app, prefork
 
 import harness
 
@@ -131,3 +131,66 @@ def test_supervisor_survives_fork_failure(rundir: Path) -> None:
         set_nproc(srv.pid, 4096)
         srv.wait_workers(lambda n: n == 2, "the pool to fill once forking works", 20)
         assert fcgi_json(srv.address)["ppid"] == srv.pid
+
+
+def test_internal_variables_and_inherited_sockets_do_not_reach_the_application(
+    rundir: Path,
+) -> None:
+    """After a reload (re-execution with the socket inherited): the FERROCGI_* variables the
+    old program passed are not in the application's os.environ, and the inherited listening
+    socket is close-on-exec (programs the application runs do not get it)."""
+    with ferrocgi(rundir, ["method=threaded"]) as srv:
+        since = srv.mark()
+        srv.set_version("2")
+        os.kill(srv.pid, signal.SIGHUP)
+        srv.wait_log("listening on", since, timeout=20)
+        eventually("version 2", lambda: fcgi_json(srv.address)["version"] == "2", 20)
+        assert fcgi_json(srv.address, "/app/ids")["ferrocgi_env"] == []
+        listening = [
+            fd
+            for fd in Path(f"/proc/{srv.pid}/fd").iterdir()
+            if os.readlink(fd).startswith("socket:") and is_listening(srv.pid, fd.name)
+        ]
+        assert listening, "no listening socket found"
+        for fd in listening:
+            flags = int(Path(f"/proc/{srv.pid}/fdinfo/{fd.name}").read_text().split()[3], 8)
+            assert flags & os.O_CLOEXEC, f"fd {fd.name} flags {flags:o}"
+
+
+def is_listening(pid: int, fd: str) -> bool:
+    inode = os.readlink(f"/proc/{pid}/fd/{fd}")[len("socket:[") : -1]
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] == "0A" and cols[9] == inode:
+                return True
+    return False
+
+
+def test_socket_mode_and_owner_are_set_without_following_links(rundir: Path) -> None:
+    """As root in a directory another user could write: the socket's mode comes from bind
+    itself (no chmod by path afterwards) and its owner is changed with AT_SYMLINK_NOFOLLOW, so
+    a swapped-in link cannot make root chmod or chown another file (seen with strace)."""
+    d = harness.instance_dir(rundir, "sock")
+    app = make_app(d)
+    sock = d / "app.sock"
+    trace = d / "strace.out"
+    argv = [
+        "strace", "-f", "-o", str(trace), "-e", "trace=chmod,fchmodat,chown,lchown,fchownat",
+        FERROCGI, "proc_app:application", f"pythonpath={app}", f"socket={sock}",
+        "socket_mode=660", "socket_owner=nobody:nogroup", "method=threaded",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        eventually("the socket", lambda: harness.can_connect(str(sock)), 20)
+        st = sock.stat()
+        assert (st.st_mode & 0o777, st.st_uid) == (0o660, NOBODY.pw_uid), oct(st.st_mode)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # ferrocgi stops; strace ends with it
+        proc.wait(timeout=15)
+    calls = [x for x in trace.read_text().splitlines() if str(sock) in x]
+    assert not [x for x in calls if "chmod" in x], calls
+    chowns = [x for x in calls if "chown" in x]
+    assert chowns and all("AT_SYMLINK_NOFOLLOW" in x for x in chowns), calls
