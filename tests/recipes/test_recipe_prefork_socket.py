@@ -39,7 +39,8 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
     project = kit.install_project(template, rundir / "myproject")
     sock = project.dir / "mysite.sock"
     pidfile = project.dir / "mysite.pid"
-    kit.render("restart.sh", project.dir / "restart.sh", {"PROJDIR": str(project.dir)}, 0o755)
+    values = {"PROJDIR": str(project.dir), "PYTHON": kit.PYTHON}
+    kit.render("restart.sh", project.dir / "restart.sh", values, 0o755)
     kit.chown_tree(project.dir, USER)
     public_html = harness.make_dir(rundir / "public_html")
     port, prefix_port = harness.free_port(), harness.free_port()
@@ -112,7 +113,12 @@ def test_restart_script_twice(stack: Stack) -> None:
     daemon's exit leaves the new one's pidfile and socket alone."""
     site = stack.sites["root"]
     pids: list[int] = []
+    # manage.py with Django's stock first line, as a user's is: the script names the python.
+    manage = stack.project.dir / "manage.py"
+    ours = manage.read_text()
+    manage.write_text("#!/usr/bin/env python3\n" + ours.split("\n", 1)[1])
     with contextlib.ExitStack() as es:
+        es.callback(manage.write_text, ours)
         for run in (1, 2):
             started = es.enter_context(
                 kit.launch(

@@ -1,7 +1,9 @@
 #!/bin/bash
 
-# Replace these three settings.
+# Replace these settings. PYTHON is the virtualenv's python, named in full: `env -` below
+# clears PATH, so manage.py's own "#!/usr/bin/env python3" would find the system Python.
 PROJDIR="@PROJDIR@"
+PYTHON="@PYTHON@"
 PIDFILE="$PROJDIR/mysite.pid"
 SOCKET="$PROJDIR/mysite.sock"
 
@@ -13,4 +15,4 @@ fi
 
 exec /usr/bin/env - \
   PYTHONPATH="../python:.." \
-  ./manage.py runfcgi socket=$SOCKET pidfile=$PIDFILE
+  "$PYTHON" ./manage.py runfcgi socket=$SOCKET pidfile=$PIDFILE
