@@ -47,3 +47,25 @@ def test_every_option_in_a_docs_table_exists() -> None:
     missing = {doc.name: sorted(claimed(doc) - known) for doc in DOCS}
     missing = {k: v for k, v in missing.items() if v}
     assert not missing, f"options the docs name but `ferrocgi help` does not list: {missing}"
+
+
+#: Names of documents that live outside this repository, and words that only make sense to
+#: someone who has read them: docs and comments cite only what a reader here can open.
+OUTSIDE = re.compile(
+    r"FRONTENDS(\.md)?\b|STYLE\.md|DESIGN\.md|RUNFCGI\.md|docs/paths\.md|seeds'|guides'"
+    r"|Portuguese|Spanish|/work/shared"
+)
+SOURCES = ["docs/*.md", "README.md", "crates/**/*.rs", "python/**/*.py", "tests/**/*.py",
+           "tests/webservers/**/*", "scripts/*", "bench/**/*.py", "fuzz/**/*.rs"]  # fmt: skip
+
+
+def test_docs_and_comments_cite_only_what_the_repository_holds() -> None:
+    found = []
+    for pattern in SOURCES:
+        for path in sorted(harness.ROOT.glob(pattern)):
+            if not path.is_file() or "target" in path.parts or path == Path(__file__):
+                continue
+            for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                if OUTSIDE.search(line):
+                    found.append(f"{path.relative_to(harness.ROOT)}:{n}: {line.strip()}")
+    assert not found, "\n".join(found)

@@ -1,14 +1,15 @@
-"""Plumbing for the seed recipes: the Django project, ``manage.py runfcgi``, daemons, checks.
+"""Plumbing for the classic guide's recipes: the Django project, ``manage.py runfcgi``,
+daemons, checks.
 
 Theory of operation
 -------------------
-``prepare_template`` builds the seeds' project once per session (``tests/recipes/mysite``
+``prepare_template`` builds the classic guide's project once per session (``tests/recipes/mysite``
 copied, ``manage.py``'s first line pointed at this venv's Python, ``migrate``,
 ``collectstatic``, superuser ``admin``/``admin``); each recipe copies it with
 ``install_project`` into its own world-readable run dir (Apache runs as ``www-data``, nginx
 workers as ``nobody``).
 
-``runfcgi`` starts ``./manage.py runfcgi WORDS`` exactly as the seeds write it. Django's
+``runfcgi`` starts ``./manage.py runfcgi WORDS`` exactly as the classic guide writes it. Django's
 runfcgi detaches when an address is given, so the command may return at once, leaving a
 daemon whose pid we do not know: every process is therefore tagged (``FERROCGI_RECIPE`` in its
 environment; its command line names the run dir) and ``kill_tagged`` finds and stops what is
@@ -55,7 +56,7 @@ START_TIMEOUT = 20.0
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """A small, explicit environment (the seeds' daemons do not inherit a test runner's)."""
+    """A small, explicit environment (the guide's daemons do not inherit a test runner's)."""
     env = {
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "LANG": "C.UTF-8",
@@ -77,7 +78,7 @@ def world_readable(root: Path) -> None:
 
 @dataclass
 class Project:
-    """A copy of the seeds' project: ``manage.py`` at the top, as the seeds have it."""
+    """A copy of the classic guide's project: ``manage.py`` at the top, as the guide has it."""
 
     dir: Path
 
@@ -171,7 +172,7 @@ def _read(path: str) -> bytes:
 
 def tagged_pids(tag: str, path: Path | None = None) -> list[int]:
     """Processes whose environment has ``FERROCGI_RECIPE=tag`` or whose command line names
-    ``path`` (the seeds' restart script clears the environment with ``env -``)."""
+    ``path`` (the classic guide's restart script clears the environment with ``env -``)."""
     me = os.getpid()
     env_mark = f"FERROCGI_RECIPE={tag}".encode()
     path_mark = str(path).encode() if path else None
@@ -294,7 +295,7 @@ def runfcgi(
     pidfile: Path | None = None,
     user: str | None = None,
 ) -> contextlib.AbstractContextManager[Runfcgi]:
-    """``./manage.py runfcgi WORDS``, as the seeds write it."""
+    """``./manage.py runfcgi WORDS``, as the classic guide writes it."""
     return launch(project, ["./manage.py", "runfcgi", *words], address, env, pidfile, user)
 
 

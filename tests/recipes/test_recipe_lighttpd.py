@@ -1,8 +1,8 @@
-"""lighttpd: the seeds' fastcgi.server / alias.url / url.rewrite-once block, two sites chosen
-by ``$HTTP["host"]``, and two Django installs under one site.
+"""lighttpd: the classic guide's fastcgi.server / alias.url / url.rewrite-once block, two
+sites chosen by ``$HTTP["host"]``, and two Django installs under one site.
 
 lighttpd runs as root here (no ``server.username``), so the sockets need no special mode.
-It sends ``SCRIPT_NAME=/mysite.fcgi`` and no SCRIPT_URL; the seeds' answer is
+It sends ``SCRIPT_NAME=/mysite.fcgi`` and no SCRIPT_URL; the classic guide's answer is
 ``FORCE_SCRIPT_NAME`` (``''`` at the root, ``'/prefix'`` for the install at /prefix). The
 browser is on port 80 as far as the sites know: the Host header names no port.
 """

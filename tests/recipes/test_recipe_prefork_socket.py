@@ -1,8 +1,9 @@
 """A preforked daemon on a Unix socket with a pidfile, behind Apache; stop and restart it.
 
-Seeds: ``./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid``,
+The classic guide:
+``./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid``,
 ``kill `cat $PIDFILE``` and the restart script (``env -`` with only PYTHONPATH), here run twice
-in a row. Apache's children are www-data, so the daemon runs as www-data too (the seeds'
+in a row. Apache's children are www-data, so the daemon runs as www-data too (the classic guide's
 socket-security note: same user, or umask 0002 and the same group). Django's runfcgi detaches
 when an address is given; the pidfile is written after detaching and removed at exit; SIGTERM
 is a graceful stop.
@@ -109,7 +110,7 @@ def test_kill_cat_pidfile_stops_the_daemon(stack: Stack) -> None:
 
 
 def test_restart_script_twice(stack: Stack) -> None:
-    """The seeds' restart script, twice in a row: each run replaces the daemon, and the old
+    """The classic guide's restart script, twice in a row: each run replaces the daemon, and the old
     daemon's exit leaves the new one's pidfile and socket alone."""
     site = stack.sites["root"]
     pids: list[int] = []

@@ -1,11 +1,11 @@
-"""Shared hosting: the seeds' ``.htaccess`` + ``mysite.fcgi`` under Apache mod_fcgid.
+"""Shared hosting: the classic guide's ``.htaccess`` + ``mysite.fcgi`` under Apache mod_fcgid.
 
 Apache starts ``mysite.fcgi`` itself, as www-data, with the listening socket as fd 0;
 ``runfastcgi(method="threaded", daemonize="false")`` serves it (no host/port/socket: the
-spawned mode). The import path is the only change to the seeds' script. One install at the
+spawned mode). The import path is the only change to the classic guide's script. One install at the
 web root, one in ``/prefix/``: Django finds the prefix from REDIRECT_URL. After a code change,
 ``touch mysite.fcgi`` must get the new code served (mod_fcgid itself restarts nothing on a
-touch, FRONTENDS.md §10: the spawned process has to notice its script changed).
+touch: the spawned process has to notice its script changed).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 //! SCRIPT_NAME and PATH_INFO: what the application is mounted at, and the rest of the path.
 //!
-//! Front ends disagree (FRONTENDS.md §0): nginx with `fastcgi_split_path_info` and lighttpd
+//! Front ends disagree: nginx with `fastcgi_split_path_info` and lighttpd
 //! send a correct pair; stock nginx `fastcgi_params` and stock Apache mod_proxy_fcgi/scgi send
 //! the whole path as SCRIPT_NAME and no PATH_INFO; nginx's stock `scgi_params` send neither;
 //! AJP has no such fields at all. The rules, in order:

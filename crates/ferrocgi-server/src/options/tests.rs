@@ -212,7 +212,7 @@ fn later_words_win_lists_accumulate() {
     );
 }
 
-// ---- the seeds ----
+// ---- the classic Django FastCGI guide's words ----
 
 /// Every command line of the two deployment guides means what the guide says.
 #[test]

@@ -1,4 +1,4 @@
-"""Settings of the seeds' example project, as a Django 5.2 project served by ferrocgi.
+"""Settings of the classic guide's example project, as a Django 5.2 project served by ferrocgi.
 
 The recipes' tests vary a few things per deployment through the environment (a real site would
 write them here): ``MYSITE_NAME`` (shown on the pages, tells installs apart),
