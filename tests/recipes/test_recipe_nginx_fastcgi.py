@@ -2,8 +2,8 @@
 
 The classic guide's debugging line ("run without daemonizing, good for debugging") plus
 ``umask=000``: nginx's workers run as ``nobody`` and ferrocgi applies ``umask`` to the
-socket's mode (Django did not). Debian's ``fastcgi_params`` send ``Host`` without the port, so the settings list the
-test port in ``CSRF_TRUSTED_ORIGINS`` (``MYSITE_PUBLIC_PORT``).
+socket's mode (Django did not). Debian's ``fastcgi_params`` send ``Host`` without the port, so
+the settings list the test port in ``CSRF_TRUSTED_ORIGINS`` (``MYSITE_PUBLIC_PORT``).
 """
 
 from __future__ import annotations
