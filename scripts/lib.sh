@@ -5,7 +5,7 @@
 # (Debian 12's lighttpd ships mod_ajp13 itself; lighttpd-mod-ajp13 is only a virtual package
 # there, which dpkg never lists as installed, so naming it made every run call apt-get.)
 # shellcheck disable=SC2034  # used by the scripts that source this file
-FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd libfcgi-bin python3-venv strace)
+FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd libfcgi-bin python3-venv strace g++)
 
 section() { printf '\n==== %s ====\n' "$*"; }
 info() { printf '  %s\n' "$*"; }
