@@ -127,3 +127,31 @@ def test_the_socket_activated_unit_runs_as_written(rundir: Path) -> None:
             _, err = popen.communicate(timeout=15)
         assert popen.returncode == 0, err.decode(errors="replace")
         assert b"serving the socket passed by systemd" in err
+
+
+@pytest.mark.parametrize("method", ["threaded", "prefork"])
+def test_type_notify_ready_reloading_stopping(rundir: Path, method: str) -> None:
+    """With NOTIFY_SOCKET (a datagram socket standing in for systemd's): READY=1 with a
+    status once serving; RELOADING=1 then READY=1 around SIGHUP; STOPPING=1 on SIGTERM."""
+    from test_process import ferrocgi, prefork
+
+    path = str(harness.instance_dir(rundir, "notify") / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(path)
+        os.chmod(path, 0o666)
+        systemd.settimeout(20)
+
+        def next_message() -> dict[str, str]:
+            lines = systemd.recv(4096).decode().splitlines()
+            return dict(line.split("=", 1) for line in lines)
+
+        words = prefork() if method == "prefork" else ["method=threaded"]
+        with ferrocgi(rundir, words, env={"NOTIFY_SOCKET": path}) as srv:
+            ready = next_message()
+            assert ready["READY"] == "1" and method in ready["STATUS"], ready
+            os.kill(srv.pid, signal.SIGHUP)
+            reloading = next_message()
+            assert reloading["RELOADING"] == "1" and "MONOTONIC_USEC" in reloading, reloading
+            assert next_message()["READY"] == "1"
+            os.kill(srv.pid, signal.SIGTERM)
+            assert next_message()["STOPPING"] == "1"

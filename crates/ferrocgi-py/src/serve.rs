@@ -405,6 +405,7 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
     let Start::Listen(listener) = start else {
         unreachable!("handled above")
     };
+    let listen = listener.to_string();
 
     // A re-executed server keeps the standard streams it inherited (its logs already).
     if !is_reexec {
@@ -467,6 +468,11 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
             reopen_logs: Some(reopen),
             // One I/O thread, the accept loop's: the Python threads need the cores more.
             io_threads: 0,
+            notify: true,
+            ready_status: Some(format!(
+                "serving on {listen}: threaded, {} Python threads",
+                opts.threads
+            )),
             ..RunPlan::default()
         };
         let end = py.detach(|| runner::run(server, plan))?;

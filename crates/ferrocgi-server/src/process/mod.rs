@@ -23,6 +23,7 @@
 //! Note: if this table changes, update docs/production.md.
 
 pub mod daemon;
+pub mod notify;
 pub mod prefork;
 pub mod reexec;
 pub mod runner;

@@ -272,6 +272,11 @@ pub fn supervise(
     old_workers: &[i32],
 ) -> io::Result<SupervisorExit> {
     let mut flags = Flags::install()?;
+    // Ready once the handlers are in place: a stop systemd sends from here on finds them.
+    super::notify::ready(&format!(
+        "prefork: {}..{} spare workers, at most {}",
+        settings.minspare, settings.maxspare, settings.maxchildren
+    ));
     let mut minspare = settings.minspare;
     let mut maxspare = settings.maxspare.max(1);
     let maxchildren = settings.maxchildren.max(1);
@@ -422,6 +427,7 @@ pub fn supervise(
         // 5. Signals.
         if take(&flags.term) && stopping.is_none() {
             info!(workers = workers.len(), timeout = ?settings.graceful_timeout, "SIGTERM: graceful stop");
+            super::notify::stopping();
             for w in &workers {
                 signal(w.pid, Signal::SIGTERM);
             }
@@ -430,6 +436,7 @@ pub fn supervise(
         }
         if take(&flags.int) {
             info!("SIGINT: quick stop");
+            super::notify::stopping();
             for w in &workers {
                 signal(w.pid, Signal::SIGINT);
             }
@@ -453,6 +460,7 @@ pub fn supervise(
             }
         }
         if reload && stopping.is_none() {
+            super::notify::reloading();
             let mut old = Vec::new();
             for w in &workers {
                 signal(w.pid, Signal::SIGTERM);

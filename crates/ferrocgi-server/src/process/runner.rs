@@ -16,6 +16,12 @@ pub type ReopenLogs = Arc<dyn Fn() + Send + Sync>;
 /// How the server in this process behaves.
 #[derive(Default)]
 pub struct RunPlan {
+    /// This is the service's main process: tell systemd of stops and reloads (see
+    /// [`super::notify`]). Prefork workers leave that to their supervisor.
+    pub notify: bool,
+    /// With `notify`: the status line sent with `READY=1` once the signal handlers are in
+    /// place.
+    pub ready_status: Option<String>,
     /// Prefork worker: the status pipe to the supervisor.
     pub status: Option<OwnedFd>,
     /// Prefork worker: retire after this many requests (0: never).
@@ -154,6 +160,10 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         Some(&super::prefork::worker_signals()),
         None,
     );
+    // Ready only now: a stop systemd sends from here on finds the handlers.
+    if let Some(status) = &plan.ready_status {
+        super::notify::ready(status);
+    }
 
     // Load reports to the supervisor, from a thread of their own: a handler may hold the
     // runtime's thread for a whole request (the inline runner), and the supervisor must still
@@ -179,6 +189,7 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
     }
 
     let why = Mutex::new(Why::Stopped);
+    let notify = plan.notify;
     let reload = plan.reload;
     let reopen = plan.reopen_logs.clone();
     let watch_reload = if reload {
@@ -236,6 +247,12 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
             }
         };
         report(status.as_ref(), b'R');
+        if notify {
+            match w {
+                Why::Reload => super::notify::reloading(),
+                Why::Stopped | Why::Retired => super::notify::stopping(),
+            }
+        }
         *why.lock().unwrap_or_else(|e| e.into_inner()) = w;
         how
     };
@@ -243,6 +260,9 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         r = server.run_until(stop) => r?,
         _ = int.recv() => {
             info!("SIGINT: quick stop");
+            if plan.notify {
+                super::notify::stopping();
+            }
             return Ok(RunEnd::Stopped);
         }
     };
