@@ -113,8 +113,6 @@ pub(crate) struct ServerCtx<H> {
     /// One permit per request in flight.
     pub(crate) slots: Arc<Semaphore>,
     pub(crate) load: Arc<watch::Sender<Load>>,
-    /// The request count at which this server retires (a prefork worker's `maxrequests`).
-    pub(crate) retire_after: Option<u64>,
 }
 
 impl<H> ServerCtx<H> {
@@ -123,21 +121,15 @@ impl<H> ServerCtx<H> {
     }
 
     /// Counts a request in flight until the returned ticket is dropped (with its responder).
-    /// The flag is true for the request that reaches `retire_after`: its connection must
-    /// close right after its response (see [`Phase`]), not wait to learn of the retirement
-    /// from the runner, by which time the front end may already reuse the connection.
-    pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit) -> (Ticket, bool) {
-        let mut last = false;
+    pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit) -> Ticket {
         self.load.send_modify(|l| {
             l.in_flight += 1;
             l.started += 1;
-            last = self.retire_after.is_some_and(|n| l.started >= n);
         });
-        let ticket = Ticket {
+        Ticket {
             load: self.load.clone(),
             _permit: permit,
-        };
-        (ticket, last)
+        }
     }
 }
 
@@ -196,7 +188,6 @@ impl<H: Handler> Server<H> {
                 config,
                 slots,
                 load: Arc::new(watch::Sender::new(Load::default())),
-                retire_after: None,
             }),
             accept_gate: None,
             accept_limit: None,
@@ -220,9 +211,6 @@ impl<H: Handler> Server<H> {
     /// reaching a worker on its way out.
     pub fn accept_until_started(mut self, n: u64) -> Self {
         self.accept_limit = Some(n.max(1));
-        Arc::get_mut(&mut self.ctx)
-            .expect("configured before the server runs")
-            .retire_after = self.accept_limit;
         self
     }
 

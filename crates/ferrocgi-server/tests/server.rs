@@ -5,7 +5,7 @@
 use bytes::{Bytes, BytesMut};
 use ferrocgi_proto::{ajp13, fastcgi};
 use ferrocgi_server::{
-    Handler, Listener, Protocol, Request, Responder, ResponseHead, Server, ServerConfig,
+    Handler, Listener, Protocol, Request, Responder, ResponseHead, Server, ServerConfig, Stop,
     StreamError,
 };
 use std::net::SocketAddr;
@@ -813,27 +813,41 @@ async fn during_a_stop_a_connection_accepted_before_it_gets_its_first_request_se
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_connection_carrying_the_last_request_before_maxrequests_closes_with_its_response() {
+async fn a_retiring_server_serves_the_request_already_coming_on_a_kept_alive_connection() {
     // nginx reuses a kept-alive connection as soon as it has read a response's end, and does
-    // not retry a POST that fails there: the worker's last response must carry the close
-    // itself, not leave an idle connection to be closed a moment later.
-    let srv = start_with(ServerConfig::new(Protocol::Fastcgi), |s| {
-        s.accept_until_started(2)
-    });
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    for (i, body) in [&b"first"[..], b"second!"].into_iter().enumerate() {
+    // not retry a POST that fails there: a retiring worker (maxrequests) must not close the
+    // connection under a request that follows its last response at once; an idle one closes.
+    let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+    let addr = listener.local_tcp_addr().unwrap();
+    let server = Server::new(
+        listener,
+        ServerConfig::new(Protocol::Fastcgi),
+        TestApp::default(),
+    )
+    .accept_until_started(1);
+    let mut load = server.load();
+    let done = tokio::spawn(server.run_until(async move {
+        let _ = load.wait_for(|l| l.served >= 1).await;
+        Stop::Retire
+    }));
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    for body in [&b"first"[..], b"second, right after"] {
         let mut out = BytesMut::new();
         fcgi_request(&mut out, 1, true, "", body);
         s.write_all(&out).await.unwrap();
         let res = read_fcgi(&mut s, &[1]).await;
-        assert_eq!(res[&1].end, Some((0, 0)), "request {i}");
+        assert_eq!(res[&1].end, Some((0, 0)));
         assert_eq!(
             body_of(&res[&1].stdout),
             format!("len={}", body.len()).as_bytes()
         );
     }
-    expect_close(&mut s, Duration::from_millis(500)).await;
-    srv.stop().await;
+    expect_close(&mut s, Duration::from_secs(3)).await;
+    tokio::time::timeout(Duration::from_secs(5), done)
+        .await
+        .expect("the retirement ends once the connection closed")
+        .unwrap()
+        .unwrap();
 }
 
 /// Sends `bytes` one at a time, `every` apart, until the server closes; how long that took

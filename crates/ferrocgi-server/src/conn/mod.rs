@@ -73,6 +73,20 @@ const LINGER: Duration = Duration::from_secs(2);
 /// During a graceful stop, how long a connection with no request in flight stays open to serve
 /// a request the front end may already be sending on it (see [`Phase::Draining`]).
 const DRAIN_LINGER: Duration = Duration::from_secs(2);
+/// How long a retiring worker's idle kept-alive connection stays open after its last response:
+/// nginx puts a connection back in its pool as it reads a response's end and may send the next
+/// request (a POST it will not retry) at once; closing right then races with that request.
+const RETIRE_IDLE: Duration = Duration::from_millis(200);
+
+/// The drain deadline and, when retiring, the cap on lingering, as a stop begins in `phase`.
+fn stop_began(phase: Phase) -> (Option<tokio::time::Instant>, Option<tokio::time::Instant>) {
+    let cap = tokio::time::Instant::now() + DRAIN_LINGER;
+    match phase {
+        Phase::Retiring => (None, Some(cap)),
+        _ => (Some(cap), None),
+    }
+}
+
 /// How long an accepted connection counts as busy before its first request starts. A front end
 /// sends its request at once; a connection that brings none within this time (idle, or a head
 /// dribbled byte by byte) must not keep a prefork worker from accepting the next one.
@@ -96,9 +110,11 @@ pub(crate) enum Phase {
     /// request that arrives within [`DRAIN_LINGER`], then closes right after its response; a
     /// connection still idle after [`DRAIN_LINGER`] closes.
     Draining,
-    /// Retiring after `maxrequests`: as [`Phase::Draining`], but an idle kept-alive connection
-    /// closes at once (serving more would break the limit). A connection accepted whose first
-    /// request has not arrived yet still gets it served.
+    /// Retiring after `maxrequests`: no new connection; each open one serves the requests
+    /// that arrive on it until it has been idle for [`RETIRE_IDLE`], and closes when idle after
+    /// [`DRAIN_LINGER`] at the latest. The limit is exceeded by the few requests that a front
+    /// end was already sending on kept-alive connections: closing one under them would fail
+    /// them (nginx does not retry a POST on a connection its pool handed out).
     Retiring,
 }
 
@@ -158,9 +174,6 @@ struct Conn<'a, C, H> {
     clocks: PeerClocks,
     /// Bytes received where the protocol expects none, discarded (see `discard_unexpected`).
     unexpected: usize,
-    /// This connection started the server's last request (`maxrequests`): it closes as soon
-    /// as it is idle, so the end of that response carries the close.
-    last: bool,
     /// Output queued ahead of `out`: large response chunks travel as their own buffers,
     /// written with one vectored write instead of being copied into `out`.
     segs: Vec<Bytes>,
@@ -317,7 +330,6 @@ pub(crate) async fn serve<S, C, H>(
         fresh: true,
         counted_fresh: true,
         clocks: PeerClocks::new(tokio::time::Instant::now()),
-        last: false,
         unexpected: 0,
         segs: Vec::new(),
         new_tasks: Vec::new(),
@@ -332,15 +344,17 @@ pub(crate) async fn serve<S, C, H>(
     // arrived since the stop began), or when `drain_deadline` passes with none.
     let mut close_when_idle = false;
     let mut drain_deadline: Option<tokio::time::Instant> = None;
+    // Retiring: when the connection's lingering ends at the latest (see [`Phase::Retiring`]).
+    let mut retire_cap: Option<tokio::time::Instant> = None;
     if *shutdown.borrow() != Phase::Serving {
         phase = *shutdown.borrow();
-        drain_deadline = Some(tokio::time::Instant::now() + DRAIN_LINGER);
+        (drain_deadline, retire_cap) = stop_began(phase);
     }
 
     loop {
         c.decode_all(&mut rbuf);
         c.discard_unexpected(&mut rbuf);
-        close_when_idle |= phase != Phase::Serving && !c.reqs.is_empty();
+        close_when_idle |= phase == Phase::Draining && !c.reqs.is_empty();
         c.codec.take_output(&mut c.out);
         if !c.new_tasks.is_empty() {
             // First poll of the new handlers, inline: whatever they answer at once goes out
@@ -358,11 +372,18 @@ pub(crate) async fn serve<S, C, H>(
             warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
         }
         let idle = c.reqs.is_empty() && rbuf.is_empty() && c.pending.is_none();
+        if let Some(cap) = retire_cap {
+            // Retiring: linger RETIRE_IDLE after each request (the front end may be sending
+            // the next one on this kept-alive connection right now), never past the cap.
+            drain_deadline = match (idle, drain_deadline) {
+                (false, _) => None,
+                (true, None) => Some(cap.min(tokio::time::Instant::now() + RETIRE_IDLE)),
+                (true, d) => d,
+            };
+        }
         let done = c.close
-            || (c.reqs.is_empty() && (eof || c.codec.wants_close() || c.last))
-            || (phase != Phase::Serving
-                && idle
-                && (close_when_idle || (phase == Phase::Retiring && !c.fresh)));
+            || (c.reqs.is_empty() && (eof || c.codec.wants_close()))
+            || (phase == Phase::Draining && idle && close_when_idle);
         if done && !c.broken && c.has_output() {
             stream.cork();
         }
@@ -477,8 +498,8 @@ pub(crate) async fn serve<S, C, H>(
                     (Ok(()), p) if p != Phase::Serving => p,
                     _ => Phase::Draining,
                 };
-                drain_deadline = Some(tokio::time::Instant::now() + DRAIN_LINGER);
-                close_when_idle |= !c.reqs.is_empty();
+                (drain_deadline, retire_cap) = stop_began(phase);
+                close_when_idle |= phase == Phase::Draining && !c.reqs.is_empty();
             }
         }
     }
@@ -710,8 +731,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             body: Body::new(body_rx, shared.clone(), declared),
             peer: self.peer.clone(),
         };
-        let (ticket, last) = self.ctx.request_started(permit);
-        self.last |= last;
+        let ticket = self.ctx.request_started(permit);
         let resp = Responder::new(id, self.resp_tx.clone(), shared.clone(), ticket);
         self.not_fresh();
         let ctx = self.ctx.clone();
