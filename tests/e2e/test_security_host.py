@@ -233,3 +233,14 @@ def test_spooled_bodies_share_max_spool_and_close_releases_one(rundir: Path) -> 
             held.join()
             assert post("/app/echo") == 200  # the budget is back once the request ended
         srv.wait_log("would pass max_spool; answered 503")
+
+
+def test_file_wrapper_dups_the_descriptor_before_running_python_code(
+    wsgi: Callable[..., Backend],
+) -> None:
+    """wsgi.file_wrapper: the descriptor fileno() gave is duplicated before tell() (Python
+    code) runs; a tell() that closes the file and opens another must not make ferrocgi send
+    the other file."""
+    srv = wsgi(app=APP)
+    reply, status = fcgi(srv, wire.cgi_params(path="/app/file_wrapper"))
+    assert (reply.status, reply.body, status) == (200, b"right file", 0)
