@@ -6,6 +6,8 @@ Routes (the first segment of PATH_INFO):
 - ``/file_wrapper``: ``wsgi.file_wrapper`` around a file-like object whose ``tell()`` closes
   its file and opens another (which takes the freed descriptor number); the body must be the
   first file's content, ``right file``.
+- ``/chunks``: 300 chunks of 64 KiB in a list (sent from Rust: no Python code runs between
+  them).
 - ``/headers``: ``{"HTTP_X_DUP", "HTTP_COOKIE"}`` as the environ has them, as JSON.
 """
 
@@ -70,6 +72,9 @@ def application(environ: Environ, start_response: StartResponse) -> Iterable[byt
         return CloseRaises()
     if route == "file_wrapper":
         return file_wrapper(environ, start_response)
+    if route == "chunks":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [b"x" * 65536] * 300
     if route == "headers":
         data = {k: environ.get(k) for k in ("HTTP_X_DUP", "HTTP_COOKIE")}
         body = json.dumps(data).encode()

@@ -244,3 +244,23 @@ def test_file_wrapper_dups_the_descriptor_before_running_python_code(
     srv = wsgi(app=APP)
     reply, status = fcgi(srv, wire.cgi_params(path="/app/file_wrapper"))
     assert (reply.status, reply.body, status) == (200, b"right file", 0)
+
+
+def test_a_request_timeout_set_as_a_request_ends_does_not_hit_the_next_request(
+    wsgi: Callable[..., Backend],
+) -> None:
+    """The RequestTimeout is set while the thread waits, outside Python, for a slow front end
+    to take a response that is a list (sent from Rust, no Python code in between); the request
+    then ends without running Python again, so the exception stays pending in the thread. The
+    next request on that thread (there is one) must not get it."""
+    import time
+
+    srv = wsgi(app=APP, extra={"request_timeout": "1s"}, threads=1)
+    with srv.connect(timeout=30) as slow:
+        slow.sendall(wire.fcgi_request(wire.cgi_params(path="/app/chunks")))
+        slow.recv(1)
+        time.sleep(2.5)  # past request_timeout, the thread waiting for room to write
+        wire.recv_all(slow)
+    srv.wait_log("past request_timeout", timeout=5)
+    reply, status = fcgi(srv, wire.cgi_params(path="/app/headers"))
+    assert (reply.status, status) == (200, 0), reply
