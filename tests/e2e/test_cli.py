@@ -60,9 +60,18 @@ def python_m(*args: str) -> list[str]:
     return [sys.executable, "-m", "ferrocgi", *args]
 
 
-def run(argv: Sequence[str], timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run(
+    argv: Sequence[str], timeout: float = 30, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` to its end in the test runner's environment less FERROCGI_*, in ``cwd``."""
     return subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, env=clean_env(), check=False
+        list(argv),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=clean_env(),
+        check=False,
+        cwd=cwd,
     )
 
 

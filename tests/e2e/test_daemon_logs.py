@@ -11,11 +11,10 @@ import pwd
 import signal
 import stat
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from test_cli import clean_env, ferrocgi
+from test_cli import clean_env, ferrocgi, run
 from test_first_contact import project
 from test_process import eventually
 
@@ -27,15 +26,8 @@ NOBODY = pwd.getpwnam("nobody")
 def start_detached(d: Path, *words: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """``ferrocgi app:application --daemonize true WORDS``; returns the run and the pid."""
     pidfile = d / "app.pid"
-    env = clean_env()
-    env["PROCTEST_TAG"] = d.name + str(time.monotonic())
-    done = subprocess.run(
-        ferrocgi("app:application", "--daemonize", "true", f"pidfile={pidfile}", *words),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        cwd=d,
+    done = run(
+        ferrocgi("app:application", "--daemonize", "true", f"pidfile={pidfile}", *words), cwd=d
     )
     assert done.returncode == 0, done
     eventually("the pid file", pidfile.exists, 10)
@@ -97,13 +89,8 @@ def test_log_files_created_as_root_belong_to_the_user_and_links_are_not_followed
     victim = d / "victim"
     victim.write_text("precious\n")
     (d / "planted.log").symlink_to(victim)
-    bad = subprocess.run(
-        ferrocgi("app:application", "--port", "0", "user=nobody", f"errlog={d}/planted.log"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=clean_env(),
-        cwd=d,
+    bad = run(
+        ferrocgi("app:application", "--port", "0", "user=nobody", f"errlog={d}/planted.log"), cwd=d
     )
     assert bad.returncode == 1, bad
     assert f"cannot open log file {d}/planted.log" in bad.stderr

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -48,14 +47,7 @@ def test_working_directory_is_on_sys_path(rundir: Path) -> None:
 def test_a_missing_module_says_where_it_looked(rundir: Path) -> None:
     """A module that is nowhere on sys.path: the directories searched and the fix."""
     d = harness.instance_dir(rundir, "empty")
-    done = subprocess.run(
-        ferrocgi("mysite.wsgi", "--port", str(harness.free_port())),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=clean_env(),
-        cwd=d,
-    )
+    done = run(ferrocgi("mysite.wsgi", "--port", str(harness.free_port())), cwd=d)
     assert done.returncode == 1, done
     assert "ModuleNotFoundError: No module named 'mysite'" in done.stderr
     assert f"in any of these directories: {d}, " in done.stderr, done.stderr
@@ -81,14 +73,7 @@ def test_a_port_held_by_another_program_is_said_at_once(rundir: Path) -> None:
         other.bind((harness.LOOPBACK, 0))
         other.listen()
         port = other.getsockname()[1]
-        done = subprocess.run(
-            ferrocgi("app:application", "--port", str(port)),
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=clean_env(),
-            cwd=d,
-        )
+        done = run(ferrocgi("app:application", "--port", str(port)), cwd=d)
     assert done.returncode == 1, done
     assert f"127.0.0.1:{port} is already in use (held by pid {os.getpid()}" in done.stderr
     assert "waiting up to" not in done.stderr
@@ -97,14 +82,7 @@ def test_a_port_held_by_another_program_is_said_at_once(rundir: Path) -> None:
 def test_a_socket_in_a_missing_directory_names_the_directory(rundir: Path) -> None:
     d = project(rundir)
     missing = d / "no-such-dir"
-    done = subprocess.run(
-        ferrocgi("app:application", f"socket={missing}/app.sock"),
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=clean_env(),
-        cwd=d,
-    )
+    done = run(ferrocgi("app:application", f"socket={missing}/app.sock"), cwd=d)
     assert done.returncode == 1, done
     assert f"the directory {missing} does not exist" in done.stderr, done.stderr
 
