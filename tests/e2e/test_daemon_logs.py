@@ -141,3 +141,21 @@ def test_daemonizing_closes_inherited_descriptors(rundir: Path) -> None:
         assert str(leaked) not in fds, fds
     finally:
         stop(pid)
+
+
+def test_daemonize_with_an_application_that_does_not_import_fails_the_command(
+    rundir: Path,
+) -> None:
+    """The application loads after detaching (and after the privilege drop): the command still
+    waits for it, and says it failed, with exit status 1, where the error went."""
+    d = project(rundir)
+    (d / "broken.py").write_text("raise RuntimeError('broken at import')\n")
+    done = run(
+        ferrocgi("broken:application", "--port", str(harness.free_port()), "--daemonize",
+                 "true", f"errlog={d}/err.log"),
+        cwd=d,
+    )  # fmt: skip
+    assert done.returncode == 1, done
+    assert f"stopped while starting; its error is in the log: {d}/err.log" in done.stderr
+    assert "running in the background" not in done.stderr
+    assert "RuntimeError: broken at import" in (d / "err.log").read_text()

@@ -146,6 +146,34 @@ pub fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
     }
 }
 
+/// The interned keys set so far, by address. A request's few dozen params are checked with a
+/// scan of a short vector (cheaper than hashing them); past `SEEN_SCAN` they move to a hash
+/// set, so a request with many params costs linear time, not quadratic.
+#[derive(Default)]
+struct Seen {
+    few: Vec<*mut pyo3::ffi::PyObject>,
+    many: Option<HashSet<*mut pyo3::ffi::PyObject, BuildHasherDefault<Fnv>>>,
+}
+
+const SEEN_SCAN: usize = 48;
+
+impl Seen {
+    /// Adds `key`; false if it was there already.
+    fn insert(&mut self, key: *mut pyo3::ffi::PyObject) -> bool {
+        if let Some(many) = &mut self.many {
+            return many.insert(key);
+        }
+        if self.few.contains(&key) {
+            return false;
+        }
+        self.few.push(key);
+        if self.few.len() > SEEN_SCAN {
+            self.many = Some(self.few.drain(..).collect());
+        }
+        true
+    }
+}
+
 /// Appends a repeated header's `value` to `acc`, with HTTP's separator (`; ` for cookies).
 fn join_header(name: &[u8], acc: &mut Vec<u8>, value: &[u8]) {
     let sep: &[u8] = if name == b"HTTP_COOKIE" { b"; " } else { b", " };
@@ -189,8 +217,7 @@ pub fn build_environ<'py>(
     let mut cache = base.keys.lock().unwrap_or_else(|e| e.into_inner());
     // Keys set from params so far (interned ones are unique objects, compared by address): a
     // repeat is rare, and only a repeat needs a look at the dict.
-    let mut seen: HashSet<*mut pyo3::ffi::PyObject, BuildHasherDefault<Fnv>> =
-        HashSet::with_capacity_and_hasher(64, Default::default());
+    let mut seen = Seen::default();
     // Repeated headers, joined in Rust and set once at the end: joining in the dict at each
     // repeat would copy the whole value every time (quadratic in the number of repeats).
     let mut joined: HashMap<&[u8], (Bound<'py, PyString>, Vec<u8>)> = HashMap::new();

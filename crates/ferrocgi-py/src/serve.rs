@@ -408,9 +408,10 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
     let listen = listener.to_string();
 
     // A re-executed server keeps the standard streams it inherited (its logs already).
+    let mut started = daemon::Started::none();
     if !is_reexec {
         let detach = opts.daemonize && !spawned;
-        setup_logs(py, opts, detach)?;
+        started = setup_logs(py, opts, detach)?;
         if detach {
             daemon::close_inherited_fds(&[listener.as_raw_fd()])?;
         }
@@ -434,6 +435,7 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
     let Some(app) = source.load(py) else {
         return Ok(1);
     };
+    started.ok();
     let (outlog, errlog) = (opts.outlog.clone(), opts.errlog.clone());
     let reopen: ReopenLogs = std::sync::Arc::new(move || {
         if let Err(e) = daemon::reopen_logs(outlog.as_deref(), errlog.as_deref()) {
@@ -576,7 +578,7 @@ fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Resu
 
 /// Opens `outlog`/`errlog` (as root, before the drop, owned by the target user) and points
 /// stdout/stderr at them, detaching first when `detach`.
-fn setup_logs(py: Python<'_>, opts: &Options, detach: bool) -> std::io::Result<()> {
+fn setup_logs(py: Python<'_>, opts: &Options, detach: bool) -> std::io::Result<daemon::Started> {
     let start_dir = reexec::start_dir().unwrap_or(std::path::Path::new("/"));
     let owner = daemon::target_ids(opts.user.as_ref(), opts.group.as_ref());
     let (out, err) = (opts.outlog.as_deref(), opts.errlog.as_deref());
@@ -588,7 +590,7 @@ fn setup_logs(py: Python<'_>, opts: &Options, detach: bool) -> std::io::Result<(
         };
         daemon::daemonize(&d, &logs, &mut || py_fork(py))
     } else {
-        logs.apply(false)
+        logs.apply(false).map(|()| daemon::Started::none())
     }
 }
 

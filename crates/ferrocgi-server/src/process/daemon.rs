@@ -6,7 +6,7 @@ use nix::unistd::{
 };
 use std::ffi::CString;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use tracing::{info, warn};
@@ -123,22 +123,40 @@ fn syslog_socket() -> Option<OwnedFd> {
     Some(sock.into())
 }
 
-/// Detaches from the terminal: fork, setsid, fork again; returns in the grandchild only. The
-/// middle process prints `ferrocgi: running in the background as pid N; logs: …` on the
-/// terminal and exits; the first waits for it, so the line comes before the shell's prompt.
-pub fn daemonize(opts: &DaemonOptions, logs: &Logs, fork: ForkFn<'_>) -> io::Result<()> {
+/// Detaches from the terminal: fork, setsid, fork again; returns in the grandchild only, with
+/// the [`Started`] it must report on. The middle process waits for that report, then prints
+/// `ferrocgi: running in the background as pid N; logs: …` and exits 0, or says the server
+/// failed to start and exits 1 (an application that does not import stops the command, as it
+/// does in the foreground). The first process waits for the middle one, so the line comes
+/// before the shell's prompt.
+pub fn daemonize(opts: &DaemonOptions, logs: &Logs, fork: ForkFn<'_>) -> io::Result<Started> {
     if let Forked::Parent(child) = fork()? {
-        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None);
-        exit_now(0);
+        let code = match nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(child), None) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => code,
+            _ => 1,
+        };
+        exit_now(code);
     }
     nix::unistd::setsid().map_err(io::Error::from)?;
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
     if let Forked::Parent(daemon) = fork()? {
+        drop(report_w);
+        let mut started = [0u8; 1];
+        let ok = matches!(File::from(report_r).read(&mut started), Ok(1));
+        if ok {
+            eprintln!(
+                "ferrocgi: running in the background as pid {daemon}; logs: {}",
+                logs.describe
+            );
+            exit_now(0);
+        }
         eprintln!(
-            "ferrocgi: running in the background as pid {daemon}; logs: {}",
+            "ferrocgi: the server (pid {daemon}) stopped while starting; its error is in the log: {}",
             logs.describe
         );
-        exit_now(0);
+        exit_now(1);
     }
+    drop(report_r);
     std::env::set_current_dir(&opts.workdir).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -146,7 +164,27 @@ pub fn daemonize(opts: &DaemonOptions, logs: &Logs, fork: ForkFn<'_>) -> io::Res
         )
     })?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(opts.umask));
-    logs.apply(true)
+    logs.apply(true)?;
+    Ok(Started(Some(report_w)))
+}
+
+/// A detached server's report to the command that started it: [`Started::ok`] once it
+/// serves; dropped unsent (an error, an exit), the command says it failed and exits 1.
+#[derive(Debug, Default)]
+pub struct Started(Option<OwnedFd>);
+
+impl Started {
+    /// Nobody waits (the server did not detach).
+    pub fn none() -> Self {
+        Started(None)
+    }
+
+    /// The server is ready: the starting command prints its line and exits 0.
+    pub fn ok(mut self) {
+        if let Some(fd) = self.0.take() {
+            let _ = File::from(fd).write_all(b"1");
+        }
+    }
 }
 
 /// Closes the descriptors above 2 that this process inherited (those without close-on-exec:
