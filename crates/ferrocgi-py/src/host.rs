@@ -57,6 +57,8 @@ pub struct HostSettings {
     pub slow_request: Option<std::time::Duration>,
     /// Stop requests running longer than this (see [`crate::watchdog`]).
     pub request_timeout: Option<std::time::Duration>,
+    /// `environ["ferrocgi.server"]`: how this server runs.
+    pub server: crate::environ::ServerInfo,
 }
 
 /// One request handed to the Python pool.

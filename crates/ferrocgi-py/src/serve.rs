@@ -1,5 +1,6 @@
 //! Running the server from Python: logging, binding, the runtime, signals.
 
+use crate::environ::ServerInfo;
 use crate::host::{Host, HostSettings, Threads};
 use ferrocgi_server::options::{self, Flavor, Method, Options, Parsed};
 use ferrocgi_server::process::daemon::{self, Forked, PidFile};
@@ -127,6 +128,12 @@ fn serve(
             ajp_path_decoded: ajp_lighttpd_compat,
             slow_request: None,
             request_timeout: None,
+            server: ServerInfo {
+                protocol: protocol.name(),
+                method: "embedded".into(),
+                threads,
+                processes: 1,
+            },
         },
         threads,
         log_level: log_level.to_string(),
@@ -199,6 +206,16 @@ fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
         ajp_path_decoded: opts.ajp_lighttpd_compat,
         slow_request: opts.slow_request,
         request_timeout: opts.request_timeout,
+        server: ServerInfo {
+            protocol: opts.protocol.name(),
+            method: opts.method.to_string(),
+            threads: opts.threads,
+            processes: if opts.method == Method::Prefork {
+                opts.maxchildren
+            } else {
+                1
+            },
+        },
     }
 }
 
