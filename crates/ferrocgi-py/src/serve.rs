@@ -478,6 +478,7 @@ fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         .collect();
     let mut settings = host_settings(opts, false);
     settings.multithread = false;
+    settings.server.protocol = Protocol::Cgi.name();
     let handler = Host::start(
         py,
         app,
