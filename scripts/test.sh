@@ -17,7 +17,7 @@
 #   FERROCGI_DJANGO=X.Y.Z  one pass only, on another Django than tests/requirements.txt's 5.2
 #                          LTS: 4.2.30, or 6.x.y, which needs Python >= 3.12 (found on PATH or
 #                          in pyenv's versions)
-#   FERROCGI_DJANGO_NEWEST=X.Y.Z  pass 2's Django (default below); "none" skips pass 2
+#   FERROCGI_DJANGO_NEWEST=X.Y.Z  pass 2's Django (default 6.1.3); "none" skips pass 2
 #   FERROCGI_PYTHON=PATH   the interpreter pass 1's venv is made from (default /usr/bin/python3)
 #   FERROCGI_VENV=DIR      pass 1's venv, default /var/tmp/ferrocgi-venv (-pyXY for another
 #                          interpreter); pass 2's is DIR-pyXY (default /var/tmp/ferrocgi-venv-pyXY)
@@ -25,7 +25,7 @@
 #   FERROCGI_E2E_KEEP=1    keeps the tests' run dirs
 set -euo pipefail
 
-usage() { sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'; }
 
 quick=0
 e2e_only=0
