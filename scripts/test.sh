@@ -187,6 +187,7 @@ ensure_venv "$venv" "$python" "$django"
 section "ferrocgi wheel (maturin build --release)"
 wheel=${FERROCGI_WHEEL:-}
 if [ -n "$wheel" ]; then
+    [ -f "$wheel" ] || die "FERROCGI_WHEEL=$wheel: no such file"
     info "FERROCGI_WHEEL=$wheel: not building one"
 else
     wheel=$(build_wheel "$venv")
