@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Demo: the classic guide's Django project served by ferrocgi behind a private nginx, over FastCGI.
+# Demo: an example Django project served by ferrocgi behind a private nginx, over FastCGI.
 #
 #   scripts/demo.sh            # http://127.0.0.1:8080/ (admin: http://127.0.0.1:8080/admin/)
 #   PORT=9090 scripts/demo.sh  # another port
 #
-# Installs what is missing (nginx, python3-venv), builds and installs ferrocgi into the venv the
-# tests use ($FERROCGI_VENV, default /var/tmp/ferrocgi-venv: pip install -r tests/requirements.txt,
-# then pip install .), creates the demo site from tests/recipes/mysite (migrate, collectstatic, a
-# superuser admin/admin), starts `manage.py runfcgi method=threaded daemonize=false socket=…` and
-# nginx with tests/webservers/recipes/nginx-fastcgi.conf (the config docs/nginx.md shows),
-# prints the URL, and stops both cleanly on Ctrl-C. Needs Debian 12, root or sudo, and Rust.
+# Installs what is missing (nginx, python3-venv), builds ferrocgi's wheel (maturin build) and
+# installs it into the venv the tests use ($FERROCGI_VENV, default /var/tmp/ferrocgi-venv, with
+# tests/requirements.txt; FERROCGI_WHEEL=FILE.whl installs that wheel instead of building one),
+# creates the demo site from tests/recipes/mysite (migrate, collectstatic, a superuser
+# admin/admin), starts `manage.py runfcgi method=threaded daemonize=false socket=…` and nginx
+# with tests/webservers/recipes/nginx-fastcgi.conf (the config docs/nginx.md shows), prints the
+# URL, and stops both cleanly on Ctrl-C. The home page says what serves it (protocol, process
+# model, workers, ferrocgi version) and links to the admin. Needs Debian 12, root or sudo, Rust.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,6 +32,9 @@ section "python venv ($venv) and ferrocgi"
 require_rust
 umask 022 # the venv must be readable by nginx's and Apache's users (tests share it)
 ensure_venv "$venv" /usr/bin/python3
+wheel=${FERROCGI_WHEEL:-}
+[ -n "$wheel" ] || wheel=$(build_wheel "$venv")
+install_wheel "$venv" "$wheel"
 info "$("$venv/bin/python" -c 'import ferrocgi, django; print("ferrocgi", ferrocgi.__version__, "/ Django", django.get_version())')"
 
 # World-searchable run dir: nginx workers run as nobody.
@@ -67,7 +72,7 @@ cp -r tests/recipes/mysite "$project"
 find "$project" -name __pycache__ -prune -exec rm -rf {} +
 sed -i "1s|.*|#!$venv/bin/python|" "$project/manage.py"
 mkdir -p "$project/var"
-export MYSITE_NAME="ferrocgi demo" MYSITE_PUBLIC_PORT=$port
+export MYSITE_NAME="The demo site" MYSITE_PUBLIC_PORT=$port
 (
     cd "$project"
     ./manage.py migrate --noinput -v0

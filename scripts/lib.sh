@@ -4,6 +4,7 @@
 # Everything the end-to-end tests drive. A fresh Debian 12 machine has none of them.
 # (Debian 12's lighttpd ships mod_ajp13 itself; lighttpd-mod-ajp13 is only a virtual package
 # there, which dpkg never lists as installed, so naming it made every run call apt-get.)
+# g++: cargo-fuzz (scripts/fuzz-smoke.sh) builds libFuzzer, which is C++.
 # shellcheck disable=SC2034  # used by the scripts that source this file
 FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd libfcgi-bin python3-venv strace g++)
 
@@ -183,9 +184,9 @@ python_for_www_data() {
 }
 
 # Make venv "$1" from interpreter "$2" (recreated when another interpreter made it), with
-# tests/requirements.txt, Django "$3" when given (else the pinned one) and this checkout's
-# ferrocgi installed the way a user does (pip install . : the abi3 wheel built by maturin).
-# The caller sets the umask: nginx's and Apache's users may have to run the venv's python.
+# tests/requirements.txt (maturin included) and Django "$3" when given (else the pinned one).
+# ferrocgi itself comes from the wheel: install_wheel. The caller sets the umask: nginx's and
+# Apache's users may have to run the venv's python.
 ensure_venv() {
     local venv=$1 python=$2 django=${3:-} want have req_sum
     want=$(python_identity "$python")
@@ -207,5 +208,22 @@ ensure_venv() {
         fi
         echo "$req_sum" >"$venv/.requirements.sha256"
     fi
-    "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps .
+}
+
+# Build ferrocgi's wheel from this checkout the way a release is built (maturin build
+# --release: the abi3 wheel, CPython >= 3.8) with the maturin of venv "$1", into
+# target/ferrocgi-wheel/ (emptied first); print its path. Build output goes to stderr.
+build_wheel() {
+    local venv=$1 out=target/ferrocgi-wheel wheels=()
+    rm -rf "$out"
+    "$venv/bin/maturin" build --release --locked --interpreter "$venv/bin/python" --out "$out" >&2
+    mapfile -t wheels < <(find "$out" -maxdepth 1 -name 'ferrocgi-*.whl')
+    [ "${#wheels[@]}" -eq 1 ] || die "maturin build left ${#wheels[@]} wheels in $out, not one"
+    realpath "${wheels[0]}"
+}
+
+# Install wheel "$2" into venv "$1" as a user does (pip install FILE.whl), replacing any
+# ferrocgi there: the tests run what users install, not the checkout.
+install_wheel() {
+    "$1/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$2"
 }

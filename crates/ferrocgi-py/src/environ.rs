@@ -54,6 +54,33 @@ const VALUE_CACHE_MAX_LEN: usize = 256;
 
 type KeyCache = HashMap<Box<[u8]>, Entry, BuildHasherDefault<Fnv>>;
 
+/// `environ["ferrocgi.server"]`, a read-only mapping: how the server runs, for pages and
+/// diagnostics that say what serves them (the demo's home page, tests/recipes/mysite).
+#[derive(Clone, Debug)]
+pub struct ServerInfo {
+    /// The protocol's option value: `fcgi`, `scgi`, `ajp`, `cgi`.
+    pub protocol: &'static str,
+    /// `threaded` or `prefork` (the `method` option); `embedded` for `ferrocgi.serve()`.
+    pub method: String,
+    /// Python threads per process (the `threads` option).
+    pub threads: usize,
+    /// Worker processes at most: `maxchildren` under prefork, else 1.
+    pub processes: usize,
+}
+
+impl ServerInfo {
+    fn to_mapping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let d = PyDict::new(py);
+        d.set_item("protocol", self.protocol)?;
+        d.set_item("method", &self.method)?;
+        d.set_item("threads", self.threads)?;
+        d.set_item("processes", self.processes)?;
+        d.set_item("version", env!("CARGO_PKG_VERSION"))?;
+        // Read-only: every request's environ shares it (the base dict's copy is shallow).
+        py.import("types")?.getattr("MappingProxyType")?.call1((d,))
+    }
+}
+
 /// The constant part of every environ.
 pub struct EnvironBase {
     dict: Py<PyDict>,
@@ -76,6 +103,7 @@ impl EnvironBase {
             "SERVER_SOFTWARE",
             concat!("ferrocgi/", env!("CARGO_PKG_VERSION")),
         )?;
+        d.set_item("ferrocgi.server", s.server.to_mapping(py)?)?;
         Ok(EnvironBase {
             dict: d.unbind(),
             keys: Mutex::new(KeyCache::default()),

@@ -61,6 +61,8 @@ pub struct HostSettings {
     pub queue_timeout: Option<std::time::Duration>,
     /// `max_spool`: bytes all spooled request bodies may take together (`u64::MAX`: no limit).
     pub max_spool: u64,
+    /// `environ["ferrocgi.server"]`: how this server runs.
+    pub server: crate::environ::ServerInfo,
 }
 
 /// One request handed to the Python pool.

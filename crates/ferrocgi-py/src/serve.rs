@@ -1,5 +1,6 @@
 //! Running the server from Python: logging, binding, the runtime, signals.
 
+use crate::environ::ServerInfo;
 use crate::host::{Host, HostSettings, Threads};
 use ferrocgi_server::options::{self, Flavor, Method, Options, Parsed};
 use ferrocgi_server::process::daemon::{self, Forked, PidFile};
@@ -129,6 +130,12 @@ fn serve(
             request_timeout: None,
             queue_timeout: None,
             max_spool: u64::MAX,
+            server: ServerInfo {
+                protocol: protocol.name(),
+                method: "embedded".into(),
+                threads,
+                processes: 1,
+            },
         },
         threads,
         log_level: log_level.to_string(),
@@ -232,6 +239,16 @@ fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
         request_timeout: opts.request_timeout,
         queue_timeout: opts.queue_timeout,
         max_spool: opts.max_spool.unwrap_or(u64::MAX),
+        server: ServerInfo {
+            protocol: opts.protocol.name(),
+            method: opts.method.to_string(),
+            threads: opts.threads,
+            processes: if opts.method == Method::Prefork {
+                opts.maxchildren
+            } else {
+                1
+            },
+        },
     }
 }
 
@@ -604,6 +621,7 @@ fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<
         .collect();
     let mut settings = host_settings(opts, false);
     settings.multithread = false;
+    settings.server.protocol = Protocol::Cgi.name();
     let handler = Host::start(
         py,
         app,

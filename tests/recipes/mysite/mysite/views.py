@@ -1,7 +1,11 @@
 """Pages the recipes' tests read: links built by {% url %} and reverse(), uploads, versions."""
 
+from __future__ import annotations
+
 import hashlib
 import os
+from collections.abc import Mapping
+from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -11,9 +15,38 @@ from django.views.decorators.csrf import csrf_exempt
 
 from mysite import version
 
+PROTOCOLS = {"fcgi": "FastCGI", "scgi": "SCGI", "ajp": "AJP13", "cgi": "CGI"}
+
+
+def plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def describe_server(server: Mapping[str, Any]) -> dict[str, str]:
+    """What ``environ["ferrocgi.server"]`` says about the server running this request, in words."""
+    threads = plural(server["threads"], "Python thread", "Python threads")
+    if server["method"] == "prefork":
+        processes = plural(server["processes"], "worker process", "worker processes")
+        workers = f"up to {processes}, {threads} each"
+    else:
+        workers = f"one process, {threads}"
+    return {
+        "protocol": PROTOCOLS.get(server["protocol"], server["protocol"]),
+        "method": server["method"],
+        "workers": workers,
+        "version": server["version"],
+    }
+
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "mysite/home.html", {"site": settings.SITE_NAME})
+    server = request.META.get("ferrocgi.server")
+    context = {
+        "site": settings.SITE_NAME,
+        "server": describe_server(server) if server is not None else None,
+        "software": request.META.get("SERVER_SOFTWARE", "an unknown WSGI server"),
+        "pid": os.getpid(),
+    }
+    return render(request, "mysite/home.html", context)
 
 
 def about(request: HttpRequest) -> HttpResponse:
