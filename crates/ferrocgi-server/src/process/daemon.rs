@@ -216,7 +216,6 @@ pub fn close_inherited_fds(keep: &[RawFd]) -> io::Result<()> {
 /// open it in a directory another user can write). A file created here is mode 0640 and
 /// given to `owner` (uid, gid) when set and different from ours.
 fn open_log_file(path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> {
-    use std::os::unix::fs::OpenOptionsExt;
     let context = |e: io::Error| {
         io::Error::new(
             e.kind(),
@@ -224,11 +223,8 @@ fn open_log_file(path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> 
         )
     };
     let opts = |create: bool| {
-        let mut o = OpenOptions::new();
-        o.append(true)
-            .create_new(create)
-            .mode(0o640)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
+        let mut o = no_follow(0o640);
+        o.append(true).create_new(create);
         o
     };
     let file = match opts(true).open(path) {
@@ -250,13 +246,18 @@ fn open_log_file(path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> 
 /// Creates `path`, which must not exist, with `mode` (less the umask), without following a
 /// symbolic link at `path`.
 pub(crate) fn create_new_file(path: &Path, mode: u32) -> io::Result<File> {
+    no_follow(mode).write(true).create_new(true).open(path)
+}
+
+/// Options for files root may create in a directory another user can write: a symbolic link
+/// at the path is never followed, the mode is explicit (less the umask), the descriptor is
+/// close-on-exec.
+fn no_follow(mode: u32) -> OpenOptions {
     use std::os::unix::fs::OpenOptionsExt;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
-        .open(path)
+    let mut o = OpenOptions::new();
+    o.mode(mode)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC);
+    o
 }
 
 fn dup_onto(fd: BorrowedFd<'_>, target: i32) -> io::Result<()> {
