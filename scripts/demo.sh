@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Demo: the seeds' Django project served by ferrocgi behind a private nginx, over FastCGI.
+# Demo: the recipes' Django project (tests/recipes/mysite) served by ferrocgi behind a private nginx, over FastCGI.
 #
 #   scripts/demo.sh            # http://127.0.0.1:8080/ (admin: http://127.0.0.1:8080/admin/)
 #   PORT=9090 scripts/demo.sh  # another port

@@ -5,7 +5,7 @@ served by nginx and a file upload.
 nginx mounts the app at ``/fcgi`` (SCRIPT_NAME=/fcgi). Its Debian ``fastcgi_params`` send
 ``HTTP_HOST=$host``, without the port, so Django only accepts the browser's Origin
 (``http://127.0.0.1:PORT``) because the site lists it in ``CSRF_TRUSTED_ORIGINS``
-(FRONTENDS.md §10); the test picks nginx's port first and hands it to the settings.
+(docs/nginx.md); the test picks nginx's port first and hands it to the settings.
 """
 
 from __future__ import annotations

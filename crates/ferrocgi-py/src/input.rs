@@ -3,7 +3,7 @@
 //! The body is read on the async side, into memory or, past `spool_threshold`, into an
 //! anonymous temporary file. So no Python thread ever waits on the network, a body that came
 //! without a declared length (a chunked upload) gets its real CONTENT_LENGTH — Django reads
-//! exactly CONTENT_LENGTH bytes (FRONTENDS.md §10) — and `max_body` is enforced before any
+//! exactly CONTENT_LENGTH bytes (docs/protocols.md) — and `max_body` is enforced before any
 //! Python code runs.
 
 use bytes::{Bytes, BytesMut};

@@ -1,6 +1,6 @@
 //! SCRIPT_NAME and PATH_INFO: what the application is mounted at, and the rest of the path.
 //!
-//! Front ends disagree (FRONTENDS.md §0): nginx with `fastcgi_split_path_info` and lighttpd
+//! Front ends disagree (docs/protocols.md): nginx with `fastcgi_split_path_info` and lighttpd
 //! send a correct pair; stock nginx `fastcgi_params` and stock Apache mod_proxy_fcgi/scgi send
 //! the whole path as SCRIPT_NAME and no PATH_INFO; nginx's stock `scgi_params` send neither;
 //! AJP has no such fields at all. The rules, in order:
@@ -14,7 +14,7 @@
 //!    taken to be mounted at the root: SCRIPT_NAME empty, PATH_INFO = what was sent.
 //! 5. Neither was sent: PATH_INFO is the path of REQUEST_URI, percent-decoded.
 //!
-//! Note: if this changes, update docs/paths.md.
+//! Note: if this changes, update docs/protocols.md and docs/migrating-from-flup.md.
 
 use ferrocgi_proto::Params;
 use ferrocgi_server::Protocol;

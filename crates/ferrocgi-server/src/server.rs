@@ -369,7 +369,7 @@ impl Acceptor {
             Acceptor::Tcp(l) => {
                 let (s, a) = l.accept().await?;
                 // Without it, a response written as several segments meets Nagle plus delayed
-                // ACK on kept-alive connections: a 40 ms stall per request (FRONTENDS.md §3).
+                // ACK on kept-alive connections: a 40 ms stall per request (docs/protocols.md).
                 s.set_nodelay(true)?;
                 Ok((Stream::Tcp(s), a.to_string().into(), Some(a.ip())))
             }

@@ -205,7 +205,7 @@ pub struct Config {
     /// The AJPv13 document defines the request body packet as "Data Length (2 bytes)"
     /// followed by the data, inside the packet: `12 34 LEN DLEN DATA`. lighttpd's
     /// mod_ajp13 (1.4.69, and `ajp13_stdin_append` in current sources) omits the inner
-    /// length: `12 34 LEN DATA` (FRONTENDS §6). The two are ambiguous on arbitrary data, so
+    /// length: `12 34 LEN DATA` (fuzz/seeds/ajp_body_chunk/). The two are ambiguous on arbitrary data, so
     /// the format is a per-listener switch rather than guessed.
     pub lighttpd_body_compat: bool,
     /// Most headers in one FORWARD_REQUEST; see [`limits::MAX_HEADERS`].

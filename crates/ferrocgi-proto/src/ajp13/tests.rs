@@ -111,7 +111,7 @@ fn pkt(payload: &[u8]) -> Vec<u8> {
 const NULL: [u8; 2] = [0xFF, 0xFF];
 
 /// The FORWARD_REQUEST Apache's mod_proxy_ajp sends for `GET /prefix/some/path?x=1` with
-/// `secret=s3cret` (FRONTENDS §6), built field by field.
+/// `secret=s3cret`, built field by field.
 fn apache_get_payload() -> Vec<u8> {
     let mut p = vec![2, 2]; // FORWARD_REQUEST, GET
     p.extend(s("HTTP/1.1"));

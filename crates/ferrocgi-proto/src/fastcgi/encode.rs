@@ -4,7 +4,7 @@
 //! buffer, reserving the space first, so a batch of records goes out in one write. This
 //! matters: a backend that sends a record in several small writes on a kept-alive TCP
 //! connection hits the Nagle + delayed-ACK stall (~40 ms per request measured with flup behind
-//! nginx; see FRONTENDS.md §3).
+//! nginx; see docs/protocols.md).
 //!
 //! Two groups:
 //!

@@ -79,7 +79,7 @@ pub mod limits {
     pub const MAX_PARAMS_PAIRS: usize = 1024;
 
     /// Default `FCGI_MAX_CONNS` answered to `FCGI_GET_VALUES`. No web server tested asks
-    /// (FRONTENDS.md §4a); the server should set the real value from its own connection cap.
+    /// (nginx, Apache, lighttpd); the server should set the real value from its own connection cap.
     pub const DEFAULT_MAX_CONNS: u32 = 1024;
 
     /// Default cap on concurrent requests on one multiplexed connection, also answered as

@@ -180,7 +180,7 @@ pub enum Event {
     /// All `content_length` body bytes were yielded.
     ///
     /// NOTE: nginx 1.22 with `scgi_request_buffering off` sends a `CONTENT_LENGTH` equal to
-    /// what it had read so far rather than the client's length (FRONTENDS §4c), and never
+    /// what it had read so far rather than the client's length (docs/protocols.md), and never
     /// more; the rest of the body then looks like bytes after the request (left in the
     /// buffer). Conversely a peer closing before `CONTENT_LENGTH` bytes arrived never gets
     /// here: the server sees a client EOF mid-body.

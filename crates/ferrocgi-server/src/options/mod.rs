@@ -32,7 +32,7 @@
 //!
 //! # Why a table and not clap
 //!
-//! STYLE.md §7 suggests clap after rewriting `key=value` words into flags. This parser is a
+//! The usual choice would be clap, after rewriting `key=value` words into flags. This parser is a
 //! small table instead, because clap fought the requirements at each step:
 //!
 //! * clap's `env` feature reads the process environment itself; the environment must be a
@@ -57,7 +57,7 @@
 //! * `max_body` defaults to 1 GiB (413 past it; `max_body=unlimited` lifts it): a safe bound
 //!   that still takes real uploads, since bodies past `spool_threshold` go to disk.
 //! * `umask` also sets the Unix socket's mode (`0o777 & !umask`) unless `socket_mode` is
-//!   given: Django did not, which broke the guides' `umask=002` recipe for the web server's
+//!   given: Django did not, which broke its FastCGI guide's `umask=002` recipe for the web server's
 //!   group.
 //! * Relative paths (socket, pidfile, logs, workdir, pythonpath, reload_on) are made absolute
 //!   against the directory ferrocgi was started in by [`parse`] ([`Options::resolve_paths`]):

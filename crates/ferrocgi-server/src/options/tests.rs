@@ -206,7 +206,7 @@ fn later_words_win_lists_accumulate() {
     );
 }
 
-// ---- the seeds ----
+// ---- Django's FastCGI guide ----
 
 /// Every command line of the two deployment guides means what the guide says.
 #[test]

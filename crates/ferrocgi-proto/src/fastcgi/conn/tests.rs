@@ -222,7 +222,7 @@ fn pairs_block(pairs: &[(&[u8], &[u8])]) -> BytesMut {
 }
 
 // ---------------------------------------------------------------------------------------------
-// What real web servers send (FRONTENDS.md)
+// What real web servers send (captured from them: fuzz/seeds/)
 
 fcgi! {
     /// nginx: KEEP_CONN, params in one record padded to 8, 32768-byte padded STDIN records.
