@@ -832,8 +832,8 @@ def test_daemonize_pidfile_and_kill(rundir: Path) -> None:
 
 
 def test_restart_five_times_keeps_pidfile_and_socket(rundir: Path) -> None:
-    """kill the daemon, rm the pidfile and start a new one at once (the restart
-    script in docs/apache.md), 5 times: each new daemon keeps its pidfile and socket when the old one exits."""
+    """kill the daemon, rm the pidfile and start a new one at once (docs/apache.md's restart
+    script), 5 times: each new daemon keeps its pidfile and socket when the old one exits."""
     d = harness.instance_dir(rundir, "restart")
     make_app(d)
     tag = uuid.uuid4().hex

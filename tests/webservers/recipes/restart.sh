@@ -1,7 +1,7 @@
 #!/bin/bash
 
 # Replace these three settings.
-PROJDIR="@PROJDIR@"
+PROJDIR="/srv/mysite"
 PIDFILE="$PROJDIR/mysite.pid"
 SOCKET="$PROJDIR/mysite.sock"
 
@@ -11,6 +11,8 @@ if [ -f $PIDFILE ]; then
     rm -f -- $PIDFILE
 fi
 
+# "env -" empties the environment, PATH included: name the virtualenv's python, or a stock
+# manage.py ("#!/usr/bin/env python3") runs the system's Python, which has no Django.
 exec /usr/bin/env - \
   PYTHONPATH="../python:.." \
-  ./manage.py runfcgi socket=$SOCKET pidfile=$PIDFILE
+  /srv/mysite/venv/bin/python manage.py runfcgi socket=$SOCKET pidfile=$PIDFILE
