@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import production
+
 import harness
 from harness import LOOPBACK, Proc
 
@@ -528,7 +530,8 @@ def nginx(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator[Pr
     for sub in ("tmp", "logs"):
         harness.make_dir(d / sub)
     vals = {"RUN": str(d), **values}
-    conf = render(template, d / "nginx.conf", vals)
+    site = production.derive(template)
+    conf = production.fill(production.wrap("nginx.conf", site), d / "nginx.conf", vals)
     err = d / "error.log"
     argv = [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(err)]
     with harness.spawn("nginx", argv, d, logs=[err]) as proc:

@@ -1,0 +1,80 @@
+"""From the production snippets the docs show to the private configs the recipe tests run.
+
+Theory of operation
+-------------------
+A web-server recipe in ``tests/webservers/recipes/`` is written for production: real paths
+(``/srv/mysite``, ``/run/mysite/mysite.sock``), real ports (80, 3033…), Debian's layout
+(``/etc/nginx/sites-available``). The docs show it verbatim (``test_recipe_docs.py`` checks
+that). A test takes the text the doc shows (``shown``), replaces each production path or
+port with its own (``derive``: every replaced string must be there, and no production path may
+be left), and wraps it in the harness-only lines of ``tests/webservers/harness/`` (``wrap``:
+``daemon off``, pid and log files, the private listen port). So the docs cannot drift from
+what the tests run: a change to the snippet is a change to the test.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import harness
+
+ROOT = Path(__file__).resolve().parents[2]
+WRAPPERS = harness.WEBSERVERS / "harness"
+INCLUDE = re.compile(r"<!-- include: (\S+) -->\n```[\w-]*\n(.*?)```\n<!-- end include -->", re.S)
+# What a production snippet names that a private test instance must never use.
+PRODUCTION = re.compile(r"/srv/|/run/mysite|\blisten 80;")
+
+#: recipe -> (production string, its test placeholder), replaced in this order.
+REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
+    "nginx-fastcgi.conf": [
+        ("listen 80;", "listen 127.0.0.1:@PORT@;"),
+        ("unix:/run/mysite/mysite.sock", "unix:@SOCKET@"),
+        ("/srv/mysite/static/", "@STATIC_ROOT@/"),
+    ],
+    "nginx-scgi.conf": [
+        ("listen 80;", "listen 127.0.0.1:@PORT@;"),
+        ("127.0.0.1:3034", "127.0.0.1:@SCGI_PORT@"),
+        ("/srv/mysite/static/", "@STATIC_ROOT@/"),
+    ],
+}
+
+
+def shown(recipe: str) -> str:
+    """The text the docs show for ``tests/webservers/recipes/RECIPE``."""
+    want = f"tests/webservers/recipes/{recipe}"
+    for doc in sorted((ROOT / "docs").glob("*.md")):
+        for m in INCLUDE.finditer(doc.read_text()):
+            if m.group(1) == want:
+                return m.group(2)
+    raise AssertionError(f"no doc shows {want}")
+
+
+def derive(recipe: str) -> str:
+    """The shown snippet with its production paths and ports replaced by placeholders."""
+    text = shown(recipe)
+    for old, new in REPLACEMENTS[recipe]:
+        assert old in text, f"{recipe} no longer contains {old!r}: update production.py"
+        text = text.replace(old, new)
+    left = PRODUCTION.findall(text)
+    assert not left, f"{recipe}: production paths the test does not replace: {left}"
+    return text
+
+
+def wrap(wrapper: str, site: str) -> str:
+    """``tests/webservers/harness/WRAPPER`` with its ``@SITE@`` line replaced by ``site``."""
+    text = (WRAPPERS / wrapper).read_text()
+    assert text.count("\n@SITE@\n") == 1, f"{wrapper} needs one @SITE@ line"
+    return text.replace("\n@SITE@\n", "\n" + site)
+
+
+def fill(text: str, dest: Path, values: Mapping[str, str]) -> Path:
+    """Fill ``@KEY@`` placeholders; every one must be filled."""
+    for key, value in values.items():
+        text = text.replace(f"@{key}@", value)
+    left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
+    if left:
+        raise ValueError(f"{dest.name}: unfilled placeholders {left}")
+    dest.write_text(text)
+    return dest
