@@ -510,7 +510,10 @@ def apache(
     d = harness.make_dir(rundir / name)
     vals = {"RUN": str(d), **values}
     harness.render("apache-common.conf", d / "apache-common.conf", vals)
-    conf = render(template, d / "httpd.conf", vals)
+    if template in production.REPLACEMENTS:
+        conf = production.fill(production.apache_config(template), d / "httpd.conf", vals)
+    else:
+        conf = render(template, d / "httpd.conf", vals)
     err = d / "error.log"
     argv = [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}

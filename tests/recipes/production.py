@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 WRAPPERS = harness.WEBSERVERS / "harness"
 INCLUDE = re.compile(r"<!-- include: (\S+) -->\n```[\w-]*\n(.*?)```\n<!-- end include -->", re.S)
 # What a production snippet names that a private test instance must never use.
-PRODUCTION = re.compile(r"/srv/|/run/mysite|\blisten 80;")
+PRODUCTION = re.compile(r"/srv/|/run/mysite|\blisten 80;|\*:80\b")
+VHOST = ("<VirtualHost *:80>", "<VirtualHost *:@PORT@>")
+STATIC = ("/srv/mysite/static", "@STATIC_ROOT@")
+PUBLIC_HTML = ("/srv/mysite/public_html", "@PUBLIC_HTML@")
 
 #: recipe -> (production string, its test placeholder), replaced in this order.
 REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
@@ -38,7 +41,24 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         ("127.0.0.1:3034", "127.0.0.1:@SCGI_PORT@"),
         ("/srv/mysite/static/", "@STATIC_ROOT@/"),
     ],
+    "apache-threaded.conf": [
+        VHOST,
+        ("127.0.0.1:3033", "127.0.0.1:@FCGI_PORT@"),
+        PUBLIC_HTML,
+        STATIC,
+    ],
+    "apache-prefork.conf": [VHOST, ("/run/mysite/mysite.sock", "@SOCKET@"), PUBLIC_HTML, STATIC],
+    "apache-scgi.conf": [VHOST, ("127.0.0.1:3034", "127.0.0.1:@SCGI_PORT@"), STATIC],
+    "apache-ajp.conf": [
+        VHOST,
+        ("127.0.0.1:8009", "127.0.0.1:@AJP_PORT@"),
+        ("127.0.0.1:8010", "127.0.0.1:@PREFIX_AJP_PORT@"),
+        STATIC,
+    ],
 }
+#: Modules tests/webservers/apache-common.conf and harness/apache.conf load already.
+LOADED = {"mpm_event", "authz_core", "setenvif", "proxy", "alias", "mime"}
+MODS_AVAILABLE = Path("/etc/apache2/mods-available")
 
 
 def shown(recipe: str) -> str:
@@ -78,3 +98,35 @@ def fill(text: str, dest: Path, values: Mapping[str, str]) -> Path:
         raise ValueError(f"{dest.name}: unfilled placeholders {left}")
     dest.write_text(text)
     return dest
+
+
+def apache_modules(site: str) -> str:
+    """What ``a2enmod MOD…`` (named in the site file) enables: each module's ``.load`` (after
+    the modules its ``# Depends:`` line names) and ``.conf``, as Debian's a2enmod does."""
+    m = re.search(r"a2enmod ([\w ]+?) &&", site)
+    assert m, "the site file names no `a2enmod MOD… &&` line"
+    lines: list[str] = []
+    done = set(LOADED)
+
+    def enable(mod: str) -> None:
+        if mod in done:
+            return
+        done.add(mod)
+        load = (MODS_AVAILABLE / f"{mod}.load").read_text()
+        for dep in re.findall(r"^# Depends: (.*)$", load, re.M):
+            for d in dep.split():
+                enable(d)
+        lines.append(load)
+        conf = MODS_AVAILABLE / f"{mod}.conf"
+        if conf.exists():
+            lines.append(f'Include "{conf}"\n')
+
+    for mod in m.group(1).split():
+        enable(mod)
+    return "".join(lines)
+
+
+def apache_config(recipe: str) -> str:
+    """The private httpd.conf for an Apache recipe, with ``@PLACEHOLDERS@`` left to fill."""
+    site = derive(recipe)
+    return wrap("apache.conf", site).replace("@MODULES@\n", apache_modules(site))

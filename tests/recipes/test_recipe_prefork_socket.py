@@ -25,25 +25,29 @@ import pytest
 import harness
 
 MOUNTS = ["root", "prefix"]
+# The site file's second virtual host: the site at /prefix.
+PREFIX_HOST = "prefix.example.com"
 USER = "www-data"
 ROOT = Path(__file__).resolve().parents[2]
 # The production paths docs/apache.md's restart script names, and what this test puts there.
 DOC_PYTHON = "/srv/mysite/venv/bin/python"
 DOC_PROJDIR = "/srv/mysite"
+DOC_SOCKET = "/run/mysite/mysite.sock"
 
 
 def restart_script_from_doc(projdir: Path) -> str:
     """The restart script exactly as docs/apache.md shows it, its two production paths
-    (the venv's python, PROJDIR) pointed at this test's venv and project."""
+    (the venv's python, the socket, PROJDIR) pointed at this test's venv and project."""
     doc = (ROOT / "docs" / "apache.md").read_text()
     block = re.search(
         r"<!-- include: tests/webservers/recipes/restart.sh -->\n```sh\n(.*?)```", doc, re.S
     )
     assert block, "docs/apache.md shows no restart script"
     text = block.group(1)
-    for path in (DOC_PYTHON, DOC_PROJDIR):
+    for path in (DOC_PYTHON, DOC_SOCKET, DOC_PROJDIR):
         assert path in text, f"the restart script no longer names {path}: update this test"
-    return text.replace(DOC_PYTHON, kit.PYTHON).replace(DOC_PROJDIR, str(projdir))
+    text = text.replace(DOC_PYTHON, kit.PYTHON).replace(DOC_SOCKET, str(projdir / "mysite.sock"))
+    return text.replace(DOC_PROJDIR, str(projdir))
 
 
 def stock_manage_py(project: kit.Project) -> None:
@@ -73,7 +77,7 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
     restart.chmod(0o755)
     kit.chown_tree(project.dir, USER)
     public_html = harness.make_dir(rundir / "public_html")
-    port, prefix_port = harness.free_port(), harness.free_port()
+    port = harness.free_port()
     words = ["method=prefork", f"socket={sock}", "pidfile=mysite.pid"]
     with contextlib.ExitStack() as es:
         server = es.enter_context(
@@ -85,7 +89,6 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
                 "apache-prefork.conf",
                 {
                     "PORT": str(port),
-                    "PREFIX_PORT": str(prefix_port),
                     "PUBLIC_HTML": str(public_html),
                     "STATIC_ROOT": str(project.static_root),
                     "SOCKET": str(sock),
@@ -94,7 +97,7 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
         )
         sites = {
             "root": kit.Site("mysite", port, "", project.static_root),
-            "prefix": kit.Site("mysite", prefix_port, "/prefix", project.static_root),
+            "prefix": kit.Site("mysite", port, "/prefix", project.static_root, host=PREFIX_HOST),
         }
         yield Stack(project, server, sites, sock, pidfile)
 

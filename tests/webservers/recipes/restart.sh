@@ -3,7 +3,7 @@
 # Replace these three settings.
 PROJDIR="/srv/mysite"
 PIDFILE="$PROJDIR/mysite.pid"
-SOCKET="$PROJDIR/mysite.sock"
+SOCKET="/run/mysite/mysite.sock"
 
 cd $PROJDIR
 if [ -f $PIDFILE ]; then
