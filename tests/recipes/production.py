@@ -55,7 +55,11 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         ("127.0.0.1:8010", "127.0.0.1:@PREFIX_AJP_PORT@"),
         STATIC,
     ],
+    "apache-fcgid.conf": [VHOST, ("/srv/mysite/public_html", "@HTDOCS@")],
 }
+#: Harness-only lines a module needs in a private instance (mod_fcgid's defaults are under
+#: /var/lib/apache2, shared with the system's Apache).
+HARNESS_EXTRA = {"fcgid": 'FcgidIPCDir "@RUN@/fcgid"\nFcgidProcessTableFile "@RUN@/fcgid_shm"\n'}
 #: Modules tests/webservers/apache-common.conf and harness/apache.conf load already.
 LOADED = {"mpm_event", "authz_core", "setenvif", "proxy", "alias", "mime"}
 MODS_AVAILABLE = Path("/etc/apache2/mods-available")
@@ -120,6 +124,7 @@ def apache_modules(site: str) -> str:
         conf = MODS_AVAILABLE / f"{mod}.conf"
         if conf.exists():
             lines.append(f'Include "{conf}"\n')
+        lines.append(HARNESS_EXTRA.get(mod, ""))
 
     for mod in m.group(1).split():
         enable(mod)
