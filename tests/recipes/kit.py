@@ -548,7 +548,8 @@ def lighttpd(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator
     d = harness.make_dir(rundir / "lighttpd")
     harness.make_dir(d / "tmp")
     vals = {"RUN": str(d), **values}
-    conf = render(template, d / "lighttpd.conf", vals)
+    site = production.derive(template)
+    conf = production.fill(production.wrap("lighttpd.conf", site), d / "lighttpd.conf", vals)
     err = d / "error.log"
     argv = [_sbin("lighttpd"), "-D", "-f", str(conf)]
     with harness.spawn("lighttpd", argv, d, logs=[err]) as proc:

@@ -56,6 +56,16 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         STATIC,
     ],
     "apache-fcgid.conf": [VHOST, ("/srv/mysite/public_html", "@HTDOCS@")],
+    "lighttpd-sites.conf": [
+        ("/srv/www.example1.com/htdocs", "@RUN@/site1"),
+        ("/srv/www.example2.com/htdocs", "@RUN@/site2"),
+        *[
+            (f"/run/my{s}/mysite.sock", f"@{s.upper()}_SOCKET@")
+            for s in ("site1", "site2", "site2b")
+        ],
+        ("/srv/mysite1/static/", "@SITE1_STATIC@/"),
+        ("/srv/mysite2/static/", "@SITE2_STATIC@/"),
+    ],
 }
 #: Harness-only lines a module needs in a private instance (mod_fcgid's defaults are under
 #: /var/lib/apache2, shared with the system's Apache).
