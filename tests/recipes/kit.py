@@ -2,13 +2,13 @@
 
 Theory of operation
 -------------------
-``prepare_template`` builds the seeds' project once per session (``tests/recipes/mysite``
+``prepare_template`` builds the recipes' project once per session (``tests/recipes/mysite``
 copied, ``manage.py``'s first line pointed at this venv's Python, ``migrate``,
 ``collectstatic``, superuser ``admin``/``admin``); each recipe copies it with
 ``install_project`` into its own world-readable run dir (Apache runs as ``www-data``, nginx
 workers as ``nobody``).
 
-``runfcgi`` starts ``./manage.py runfcgi WORDS`` exactly as the seeds write it. Django's
+``runfcgi`` starts ``./manage.py runfcgi WORDS`` exactly as the docs write it. Django's
 runfcgi detaches when an address is given, so the command may return at once, leaving a
 daemon whose pid we do not know: every process is therefore tagged (``FERROCGI_RECIPE`` in its
 environment; its command line names the run dir) and ``kill_tagged`` finds and stops what is
@@ -57,7 +57,7 @@ START_TIMEOUT = 20.0
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """A small, explicit environment (the seeds' daemons do not inherit a test runner's)."""
+    """A small, explicit environment (the docs' daemons do not inherit a test runner's)."""
     env = {
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "LANG": "C.UTF-8",
@@ -79,7 +79,7 @@ def world_readable(root: Path) -> None:
 
 @dataclass
 class Project:
-    """A copy of the seeds' project: ``manage.py`` at the top, as the seeds have it."""
+    """A copy of the recipes' project: ``manage.py`` at the top, as Django makes it."""
 
     dir: Path
 
@@ -173,7 +173,7 @@ def _read(path: str) -> bytes:
 
 def tagged_pids(tag: str, path: Path | None = None) -> list[int]:
     """Processes whose environment has ``FERROCGI_RECIPE=tag`` or whose command line names
-    ``path`` (the seeds' restart script clears the environment with ``env -``)."""
+    ``path`` (docs/apache.md's restart script clears the environment with ``env -``)."""
     me = os.getpid()
     env_mark = f"FERROCGI_RECIPE={tag}".encode()
     path_mark = str(path).encode() if path else None
@@ -296,7 +296,7 @@ def runfcgi(
     pidfile: Path | None = None,
     user: str | None = None,
 ) -> contextlib.AbstractContextManager[Runfcgi]:
-    """``./manage.py runfcgi WORDS``, as the seeds write it."""
+    """``./manage.py runfcgi WORDS``, as the docs write it."""
     return launch(project, ["./manage.py", "runfcgi", *words], address, env, pidfile, user)
 
 

@@ -1,6 +1,6 @@
-"""Apache + an external threaded FastCGI server on TCP + the seeds' mod_rewrite rules.
+"""Apache + an external threaded FastCGI server on TCP + Django's FastCGI guide's mod_rewrite rules.
 
-Seeds: ``./manage.py runfcgi method=threaded host=127.0.0.1 port=3033`` and the
+The guide: ``./manage.py runfcgi method=threaded host=127.0.0.1 port=3033`` and the
 ``<VirtualHost>`` with ``Alias /media``, ``RewriteRule ^/(media.*)$ /$1 [QSA,L,PT]``,
 ``RewriteCond %{REQUEST_FILENAME} !-f`` and ``RewriteRule ^/(.*)$ /mysite.fcgi/$1 [QSA,L]``;
 mod_proxy_fcgi replaces ``FastCGIExternalServer`` (tests/webservers/recipes/apache-threaded.conf).

@@ -1,4 +1,4 @@
-"""The seeds' ``./manage.py runfcgi protocol=scgi`` (and ``protocol=ajp``) behind Apache
+"""``./manage.py runfcgi protocol=scgi`` (and ``protocol=ajp``) behind Apache
 (mod_proxy_scgi, mod_proxy_ajp) and nginx (scgi_pass), the site at / and at /prefix.
 
 AJP has no SCRIPT_NAME: the /prefix install runs with ferrocgi's ``script_name=/prefix``.

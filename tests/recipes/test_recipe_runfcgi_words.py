@@ -1,4 +1,4 @@
-"""``manage.py runfcgi`` and ``runfastcgi()`` hand the seeds' words to ferrocgi unchanged.
+"""``manage.py runfcgi`` and ``runfastcgi()`` hand Django's runfcgi words to ferrocgi unchanged.
 
 No web server here: ``help`` prints without loading the project, bad words give one line and
 exit status 2, a broken project fails before anything is bound, and ``runfastcgi``'s keywords
