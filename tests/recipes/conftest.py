@@ -1,9 +1,9 @@
-"""Fixtures for the classic guide's recipes (tests/recipes): its Django project, deployed
-behind real web servers exactly as Django's classic FastCGI deployment guide describes.
+"""Fixtures for the recipes (tests/recipes): the Django project in tests/recipes/mysite,
+deployed behind real web servers exactly as the docs (docs/*.md) describe.
 
 - ``rundir`` (module): a fresh 0755 directory per test module (``FERROCGI_E2E_KEEP=1`` keeps
   the session dir).
-- ``template`` (session): the classic guide's project, migrated, static collected, superuser
+- ``template`` (session): the recipes' project, migrated, static collected, superuser
   ``admin``/``admin``; recipes copy it with ``kit.install_project``.
 
 Processes are started by ``tests/e2e/harness.py`` (web servers) and ``kit.runfcgi`` (Django),

@@ -3,13 +3,13 @@ daemons, checks.
 
 Theory of operation
 -------------------
-``prepare_template`` builds the classic guide's project once per session (``tests/recipes/mysite``
+``prepare_template`` builds the recipes' project once per session (``tests/recipes/mysite``
 copied, ``manage.py``'s first line pointed at this venv's Python, ``migrate``,
 ``collectstatic``, superuser ``admin``/``admin``); each recipe copies it with
 ``install_project`` into its own world-readable run dir (Apache runs as ``www-data``, nginx
 workers as ``nobody``).
 
-``runfcgi`` starts ``./manage.py runfcgi WORDS`` exactly as the classic guide writes it. Django's
+``runfcgi`` starts ``./manage.py runfcgi WORDS`` exactly as the docs write it. Django's
 runfcgi detaches when an address is given, so the command may return at once, leaving a
 daemon whose pid we do not know: every process is therefore tagged (``FERROCGI_RECIPE`` in its
 environment; its command line names the run dir) and ``kill_tagged`` finds and stops what is
@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import production
+
 import harness
 from harness import LOOPBACK, Proc
 
@@ -56,7 +58,7 @@ START_TIMEOUT = 20.0
 
 
 def base_env(**extra: str) -> dict[str, str]:
-    """A small, explicit environment (the guide's daemons do not inherit a test runner's)."""
+    """A small, explicit environment (the docs' daemons do not inherit a test runner's)."""
     env = {
         "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
         "LANG": "C.UTF-8",
@@ -78,7 +80,7 @@ def world_readable(root: Path) -> None:
 
 @dataclass
 class Project:
-    """A copy of the classic guide's project: ``manage.py`` at the top, as the guide has it."""
+    """A copy of the recipes' project: ``manage.py`` at the top, as Django makes it."""
 
     dir: Path
 
@@ -172,7 +174,7 @@ def _read(path: str) -> bytes:
 
 def tagged_pids(tag: str, path: Path | None = None) -> list[int]:
     """Processes whose environment has ``FERROCGI_RECIPE=tag`` or whose command line names
-    ``path`` (the classic guide's restart script clears the environment with ``env -``)."""
+    ``path`` (docs/apache.md's restart script clears the environment with ``env -``)."""
     me = os.getpid()
     env_mark = f"FERROCGI_RECIPE={tag}".encode()
     path_mark = str(path).encode() if path else None
@@ -295,7 +297,7 @@ def runfcgi(
     pidfile: Path | None = None,
     user: str | None = None,
 ) -> contextlib.AbstractContextManager[Runfcgi]:
-    """``./manage.py runfcgi WORDS``, as the classic guide writes it."""
+    """``./manage.py runfcgi WORDS``, as the docs write it."""
     return launch(project, ["./manage.py", "runfcgi", *words], address, env, pidfile, user)
 
 
@@ -509,7 +511,10 @@ def apache(
     d = harness.make_dir(rundir / name)
     vals = {"RUN": str(d), **values}
     harness.render("apache-common.conf", d / "apache-common.conf", vals)
-    conf = render(template, d / "httpd.conf", vals)
+    if template in production.REPLACEMENTS:
+        conf = production.fill(production.apache_config(template), d / "httpd.conf", vals)
+    else:
+        conf = render(template, d / "httpd.conf", vals)
     err = d / "error.log"
     argv = [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
@@ -529,7 +534,8 @@ def nginx(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator[Pr
     for sub in ("tmp", "logs"):
         harness.make_dir(d / sub)
     vals = {"RUN": str(d), **values}
-    conf = render(template, d / "nginx.conf", vals)
+    site = production.derive(template)
+    conf = production.fill(production.wrap("nginx.conf", site), d / "nginx.conf", vals)
     err = d / "error.log"
     argv = [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(err)]
     with harness.spawn("nginx", argv, d, logs=[err]) as proc:
@@ -543,7 +549,8 @@ def lighttpd(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator
     d = harness.make_dir(rundir / "lighttpd")
     harness.make_dir(d / "tmp")
     vals = {"RUN": str(d), **values}
-    conf = render(template, d / "lighttpd.conf", vals)
+    site = production.derive(template)
+    conf = production.fill(production.wrap("lighttpd.conf", site), d / "lighttpd.conf", vals)
     err = d / "error.log"
     argv = [_sbin("lighttpd"), "-D", "-f", str(conf)]
     with harness.spawn("lighttpd", argv, d, logs=[err]) as proc:

@@ -1,6 +1,6 @@
-"""Apache + an external threaded FastCGI server on TCP + the classic guide's mod_rewrite rules.
+"""Apache + an external threaded FastCGI server on TCP + Django's FastCGI guide's mod_rewrite rules.
 
-The classic guide: ``./manage.py runfcgi method=threaded host=127.0.0.1 port=3033`` and the
+The guide: ``./manage.py runfcgi method=threaded host=127.0.0.1 port=3033`` and the
 ``<VirtualHost>`` with ``Alias /media``, ``RewriteRule ^/(media.*)$ /$1 [QSA,L,PT]``,
 ``RewriteCond %{REQUEST_FILENAME} !-f`` and ``RewriteRule ^/(.*)$ /mysite.fcgi/$1 [QSA,L]``;
 mod_proxy_fcgi replaces ``FastCGIExternalServer`` (tests/webservers/recipes/apache-threaded.conf).
@@ -20,6 +20,8 @@ import pytest
 import harness
 
 MOUNTS = ["root", "prefix"]
+# The site file's second virtual host: the site at /prefix.
+PREFIX_HOST = "prefix.example.com"
 
 
 @dataclass
@@ -32,7 +34,7 @@ class Stack:
 def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
     project = kit.install_project(template, rundir / "myproject")
     public_html = harness.make_dir(rundir / "public_html")
-    fcgi_port, port, prefix_port = (harness.free_port() for _ in range(3))
+    fcgi_port, port = harness.free_port(), harness.free_port()
     words = ["method=threaded", "host=127.0.0.1", f"port={fcgi_port}"]
     with contextlib.ExitStack() as es:
         server = es.enter_context(kit.runfcgi(project, words, ("127.0.0.1", fcgi_port)))
@@ -42,7 +44,6 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
                 "apache-threaded.conf",
                 {
                     "PORT": str(port),
-                    "PREFIX_PORT": str(prefix_port),
                     "PUBLIC_HTML": str(public_html),
                     "STATIC_ROOT": str(project.static_root),
                     "FCGI_PORT": str(fcgi_port),
@@ -53,7 +54,9 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
             server,
             {
                 "root": kit.Site("mysite", port, "", project.static_root),
-                "prefix": kit.Site("mysite", prefix_port, "/prefix", project.static_root),
+                "prefix": kit.Site(
+                    "mysite", port, "/prefix", project.static_root, host=PREFIX_HOST
+                ),
             },
         )
 

@@ -1,8 +1,8 @@
-"""lighttpd: the classic guide's fastcgi.server / alias.url / url.rewrite-once block, two
-sites chosen by ``$HTTP["host"]``, and two Django installs under one site.
+"""lighttpd: Django's FastCGI guide's fastcgi.server / alias.url / url.rewrite-once block,
+two sites chosen by ``$HTTP["host"]``, and two Django installs under one site.
 
 lighttpd runs as root here (no ``server.username``), so the sockets need no special mode.
-It sends ``SCRIPT_NAME=/mysite.fcgi`` and no SCRIPT_URL; the classic guide's answer is
+It sends ``SCRIPT_NAME=/mysite.fcgi`` and no SCRIPT_URL; the guide's answer is
 ``FORCE_SCRIPT_NAME`` (``''`` at the root, ``'/prefix'`` for the install at /prefix). The
 browser is on port 80 as far as the sites know: the Host header names no port.
 """
@@ -39,7 +39,7 @@ def sites(rundir: Path, template: kit.Project) -> Iterator[dict[str, kit.Site]]:
             words = ["method=threaded", f"socket={sock}"]
             es.enter_context(kit.runfcgi(project, words, str(sock), env=env))
             values[f"{name.upper()}_SOCKET"] = str(sock)
-            values["STATIC_ROOT"] = str(project.static_root)
+            values[f"{name.upper()}_STATIC"] = str(project.static_root)
             result[name] = kit.Site(name, port, prefix, project.static_root, host=host)
         for sub in ("htdocs", "site1", "site2"):
             harness.make_dir(rundir / "lighttpd" / sub)

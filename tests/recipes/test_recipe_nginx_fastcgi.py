@@ -1,14 +1,17 @@
 """nginx + FastCGI: `manage.py runfcgi daemonize=false socket=… maxrequests=1`.
 
-The classic guide's debugging line ("run without daemonizing, good for debugging") plus
-``umask=000``: nginx's workers run as ``nobody`` and ferrocgi applies ``umask`` to the
-socket's mode (Django did not). Debian's ``fastcgi_params`` send ``Host`` without the port, so
-the settings list the test port in ``CSRF_TRUSTED_ORIGINS`` (``MYSITE_PUBLIC_PORT``).
+Django's FastCGI guide's debugging line ("run without daemonizing, good for debugging") plus
+docs/nginx.md's ``socket_mode=660 socket_owner=USER:GROUP``: the socket is let in to the group
+nginx's workers run as (this private nginx, started by root without a ``user`` line, runs them
+as ``nobody:nogroup``; Debian's packaged one as ``www-data``). Debian's ``fastcgi_params``
+send ``Host`` without the port, so the settings list the
+test port in ``CSRF_TRUSTED_ORIGINS`` (``MYSITE_PUBLIC_PORT``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import grp
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import pytest
 import harness
 
 MOUNTS = ["root", "prefix"]
+WORKERS_GROUP = "nogroup"
 
 
 @dataclass
@@ -34,7 +38,13 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
     project = kit.install_project(template, rundir / "myproject")
     port = harness.free_port()
     sock = rundir / "mysite.sock"
-    words = ["daemonize=false", f"socket={sock}", "maxrequests=1", "umask=000"]
+    words = [
+        "daemonize=false",
+        f"socket={sock}",
+        "socket_mode=660",
+        f"socket_owner=root:{WORKERS_GROUP}",
+        "maxrequests=1",
+    ]
     with contextlib.ExitStack() as es:
         server = es.enter_context(
             kit.runfcgi(project, words, str(sock), env={"MYSITE_PUBLIC_PORT": str(port)})
@@ -63,9 +73,10 @@ def test_daemonize_false_stays_in_foreground(stack: Stack) -> None:
     assert stack.server.launcher.alive(), "daemonize=false: runfcgi must stay in the foreground"
 
 
-def test_umask_sets_the_socket_mode(stack: Stack) -> None:
-    mode = stat.S_IMODE(stack.socket.stat().st_mode)
-    assert mode == 0o777, oct(mode)
+def test_socket_mode_and_owner_let_only_nginx_s_group_in(stack: Stack) -> None:
+    st = stack.socket.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o660, oct(st.st_mode)
+    assert (st.st_uid, st.st_gid) == (0, grp.getgrnam(WORKERS_GROUP).gr_gid), st
 
 
 def test_sigterm_stops_cleanly(stack: Stack) -> None:

@@ -1,10 +1,11 @@
 """A preforked daemon on a Unix socket with a pidfile, behind Apache; stop and restart it.
 
-The classic guide:
-``./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid``,
-``kill `cat $PIDFILE``` and the restart script (``env -`` with only PYTHONPATH), here run twice
-in a row. Apache's children are www-data, so the daemon runs as www-data too (the classic guide's
-socket-security note: same user, or umask 0002 and the same group). Django's runfcgi detaches
+Django's FastCGI guide: ``./manage.py runfcgi method=prefork socket=/home/user/mysite.sock
+pidfile=django.pid``, ``kill `cat $PIDFILE``` and the restart script (``env -`` with only
+PYTHONPATH), taken from docs/apache.md as shown and run twice in a row, with the project's
+stock ``manage.py`` (``#!/usr/bin/env python3``). Apache's children are www-data, so the
+daemon runs as www-data too (the guide's socket-security note: same user, or umask 0002 and
+the same group). Django's runfcgi detaches
 when an address is given; the pidfile is written after detaching and removed at exit; SIGTERM
 is a graceful stop.
 """
@@ -12,6 +13,7 @@ is a graceful stop.
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,7 +25,36 @@ import pytest
 import harness
 
 MOUNTS = ["root", "prefix"]
+# The site file's second virtual host: the site at /prefix.
+PREFIX_HOST = "prefix.example.com"
 USER = "www-data"
+ROOT = Path(__file__).resolve().parents[2]
+# The production paths docs/apache.md's restart script names, and what this test puts there.
+DOC_PYTHON = "/srv/mysite/venv/bin/python"
+DOC_PROJDIR = "/srv/mysite"
+DOC_SOCKET = "/run/mysite/mysite.sock"
+
+
+def restart_script_from_doc(projdir: Path) -> str:
+    """The restart script exactly as docs/apache.md shows it, its two production paths
+    (the venv's python, the socket, PROJDIR) pointed at this test's venv and project."""
+    doc = (ROOT / "docs" / "apache.md").read_text()
+    block = re.search(
+        r"<!-- include: tests/webservers/recipes/restart.sh -->\n```sh\n(.*?)```", doc, re.S
+    )
+    assert block, "docs/apache.md shows no restart script"
+    text = block.group(1)
+    for path in (DOC_PYTHON, DOC_SOCKET, DOC_PROJDIR):
+        assert path in text, f"the restart script no longer names {path}: update this test"
+    text = text.replace(DOC_PYTHON, kit.PYTHON).replace(DOC_SOCKET, str(projdir / "mysite.sock"))
+    return text.replace(DOC_PROJDIR, str(projdir))
+
+
+def stock_manage_py(project: kit.Project) -> None:
+    """``manage.py`` as ``django-admin startproject`` writes it: ``#!/usr/bin/env python3``."""
+    manage = project.dir / "manage.py"
+    lines = manage.read_text().splitlines(keepends=True)
+    manage.write_text("#!/usr/bin/env python3\n" + "".join(lines[1:]))
 
 
 @dataclass
@@ -40,11 +71,13 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
     project = kit.install_project(template, rundir / "myproject")
     sock = project.dir / "mysite.sock"
     pidfile = project.dir / "mysite.pid"
-    values = {"PROJDIR": str(project.dir), "PYTHON": kit.PYTHON}
-    kit.render("restart.sh", project.dir / "restart.sh", values, 0o755)
+    stock_manage_py(project)
+    restart = project.dir / "restart.sh"
+    restart.write_text(restart_script_from_doc(project.dir))
+    restart.chmod(0o755)
     kit.chown_tree(project.dir, USER)
     public_html = harness.make_dir(rundir / "public_html")
-    port, prefix_port = harness.free_port(), harness.free_port()
+    port = harness.free_port()
     words = ["method=prefork", f"socket={sock}", "pidfile=mysite.pid"]
     with contextlib.ExitStack() as es:
         server = es.enter_context(
@@ -56,7 +89,6 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
                 "apache-prefork.conf",
                 {
                     "PORT": str(port),
-                    "PREFIX_PORT": str(prefix_port),
                     "PUBLIC_HTML": str(public_html),
                     "STATIC_ROOT": str(project.static_root),
                     "SOCKET": str(sock),
@@ -65,7 +97,7 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
         )
         sites = {
             "root": kit.Site("mysite", port, "", project.static_root),
-            "prefix": kit.Site("mysite", prefix_port, "/prefix", project.static_root),
+            "prefix": kit.Site("mysite", port, "/prefix", project.static_root, host=PREFIX_HOST),
         }
         yield Stack(project, server, sites, sock, pidfile)
 
@@ -110,7 +142,7 @@ def test_kill_cat_pidfile_stops_the_daemon(stack: Stack) -> None:
 
 
 def test_restart_script_twice(stack: Stack) -> None:
-    """The classic guide's restart script, twice in a row: each run replaces the daemon, and the old
+    """docs/apache.md's restart script, twice in a row: each run replaces the daemon, and the old
     daemon's exit leaves the new one's pidfile and socket alone."""
     site = stack.sites["root"]
     pids: list[int] = []

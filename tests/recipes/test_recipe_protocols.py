@@ -1,4 +1,4 @@
-"""The classic guide's ``./manage.py runfcgi protocol=scgi`` (and ``protocol=ajp``) behind Apache
+"""``./manage.py runfcgi protocol=scgi`` (and ``protocol=ajp``) behind Apache
 (mod_proxy_scgi, mod_proxy_ajp) and nginx (scgi_pass), the site at / and at /prefix.
 
 AJP has no SCRIPT_NAME: the /prefix install runs with ferrocgi's ``script_name=/prefix``.
@@ -37,32 +37,33 @@ def sites(
     front: str = request.param
     d = harness.make_dir(rundir / front)
     project = kit.install_project(template, d / "myproject")
-    port, prefix_port = harness.free_port(), harness.free_port()
+    port = harness.free_port()
+    # Apache: the site file's second virtual host; nginx: the same server block.
+    prefix_host: str | None = "prefix.example.com"
     static = str(project.static_root)
     with contextlib.ExitStack() as es:
         if front == "apache-scgi":
             scgi = _backend(es, project, "scgi")
-            values = {"PORT": str(port), "PREFIX_PORT": str(prefix_port), "STATIC_ROOT": static}
+            values = {"PORT": str(port), "STATIC_ROOT": static}
             es.enter_context(kit.apache(d, "apache-scgi.conf", {**values, "SCGI_PORT": str(scgi)}))
         elif front == "apache-ajp":
             ajp = _backend(es, project, "ajp")
             ajp_prefix = _backend(es, project, "ajp", "script_name=/prefix")
             values = {
                 "PORT": str(port),
-                "PREFIX_PORT": str(prefix_port),
                 "STATIC_ROOT": static,
                 "AJP_PORT": str(ajp),
                 "PREFIX_AJP_PORT": str(ajp_prefix),
             }
             es.enter_context(kit.apache(d, "apache-ajp.conf", values))
         else:
-            prefix_port = port
+            prefix_host = None
             scgi = _backend(es, project, "scgi", env={"MYSITE_PUBLIC_PORT": str(port)})
             values = {"PORT": str(port), "SCGI_PORT": str(scgi), "STATIC_ROOT": static}
             es.enter_context(kit.nginx(d, "nginx-scgi.conf", values))
         yield {
             "root": kit.Site("mysite", port, "", project.static_root),
-            "prefix": kit.Site("mysite", prefix_port, "/prefix", project.static_root),
+            "prefix": kit.Site("mysite", port, "/prefix", project.static_root, host=prefix_host),
         }
 
 

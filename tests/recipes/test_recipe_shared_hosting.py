@@ -1,17 +1,20 @@
-"""Shared hosting: the classic guide's ``.htaccess`` + ``mysite.fcgi`` under Apache mod_fcgid.
+"""Shared hosting: Django's FastCGI guide's ``.htaccess`` + ``mysite.fcgi`` under Apache mod_fcgid.
 
 Apache starts ``mysite.fcgi`` itself, as www-data, with the listening socket as fd 0;
 ``runfastcgi(method="threaded", daemonize="false")`` serves it (no host/port/socket: the
-spawned mode). The import path is the only change to the classic guide's script. One install at the
-web root, one in ``/prefix/``: Django finds the prefix from REDIRECT_URL. After a code change,
-``touch mysite.fcgi`` must get the new code served (mod_fcgid itself restarts nothing on a
-touch: the spawned process has to notice its script changed).
+spawned mode). The import path is the only change to the guide's script; the test takes it
+from docs/shared-hosting.md as shown, its production paths pointed at this test's venv and
+project. One install at the web root, one in ``/prefix/`` (its own settings say
+``STATIC_URL = "/prefix/media/"``): Django finds the prefix from REDIRECT_URL. After a code
+change, ``touch mysite.fcgi`` must get the new code served (mod_fcgid itself restarts nothing
+on a touch: the spawned process has to notice its script changed).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,6 +27,24 @@ import harness
 
 USER = "www-data"
 INSTALLS = {"root": "", "prefix": "/prefix"}
+ROOT = Path(__file__).resolve().parents[2]
+# The production paths docs/shared-hosting.md's mysite.fcgi names (replaced in this order).
+DOC_PYTHON = "/srv/mysite/venv/bin/python"
+DOC_PROJDIR = "/srv/mysite"
+
+
+def script_from_doc(projdir: Path) -> str:
+    """``mysite.fcgi`` exactly as docs/shared-hosting.md shows it, its production paths (the
+    venv's python, the project) pointed at this test's venv and project."""
+    doc = (ROOT / "docs" / "shared-hosting.md").read_text()
+    block = re.search(
+        r"<!-- include: tests/webservers/recipes/mysite.fcgi -->\n```python\n(.*?)```", doc, re.S
+    )
+    assert block, "docs/shared-hosting.md shows no mysite.fcgi"
+    text = block.group(1)
+    for path in (DOC_PYTHON, DOC_PROJDIR):
+        assert path in text, f"mysite.fcgi no longer names {path}: update this test"
+    return text.replace(DOC_PYTHON, kit.PYTHON).replace(DOC_PROJDIR, str(projdir))
 
 
 @dataclass
@@ -43,12 +64,12 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
         kit.chown_tree(project.dir, USER)  # sqlite writes (sessions, last_login)
         webdir = harness.make_dir(htdocs / prefix.lstrip("/")) if prefix else htdocs
         kit.render("htaccess", webdir / ".htaccess", {})
-        script = kit.render(
-            "mysite.fcgi",
-            webdir / "mysite.fcgi",
-            {"PYTHON": kit.PYTHON, "PROJDIR": str(project.dir), "STATIC_URL": f"{prefix}/media/"},
-            0o755,
-        )
+        if prefix:
+            settings = project.dir / "mysite" / "settings.py"
+            settings.write_text(settings.read_text() + f'STATIC_URL = "{prefix}/media/"\n')
+        script = webdir / "mysite.fcgi"
+        script.write_text(script_from_doc(project.dir))
+        script.chmod(0o755)
         # collectstatic into the web directory, where the !-f condition serves it.
         shutil.copytree(project.static_root, webdir / "media")
         kit.world_readable(webdir / "media")

@@ -1,11 +1,9 @@
 #!/bin/bash
 
-# Replace these settings. PYTHON is the virtualenv's python, named in full: `env -` below
-# clears PATH, so manage.py's own "#!/usr/bin/env python3" would find the system Python.
-PROJDIR="@PROJDIR@"
-PYTHON="@PYTHON@"
+# Replace these three settings.
+PROJDIR="/srv/mysite"
 PIDFILE="$PROJDIR/mysite.pid"
-SOCKET="$PROJDIR/mysite.sock"
+SOCKET="/run/mysite/mysite.sock"
 
 cd $PROJDIR
 if [ -f $PIDFILE ]; then
@@ -13,6 +11,8 @@ if [ -f $PIDFILE ]; then
     rm -f -- $PIDFILE
 fi
 
+# "env -" empties the environment, PATH included: name the virtualenv's python, or a stock
+# manage.py ("#!/usr/bin/env python3") runs the system's Python, which has no Django.
 exec /usr/bin/env - \
   PYTHONPATH="../python:.." \
-  "$PYTHON" ./manage.py runfcgi socket=$SOCKET pidfile=$PIDFILE
+  /srv/mysite/venv/bin/python manage.py runfcgi socket=$SOCKET pidfile=$PIDFILE

@@ -1,4 +1,4 @@
-"""Settings of the classic guide's example project, as a Django 5.2 project served by ferrocgi.
+"""Settings of the recipes' example project, as a Django 5.2 project served by ferrocgi.
 
 The recipes' tests vary a few things per deployment through the environment (a real site would
 write them here): ``MYSITE_NAME`` (shown on the pages, tells installs apart),
@@ -24,8 +24,8 @@ CSRF_TRUSTED_ORIGINS = [
     for host in ("127.0.0.1", "localhost", "www.example1.com", "www.example2.com")
 ]
 if "MYSITE_FORCE_SCRIPT_NAME" in os.environ:
-    # The seeds: "FORCE_SCRIPT_NAME = ''" when the web server's SCRIPT_NAME is the rewrite
-    # target (lighttpd's /mysite.fcgi), or the public prefix of a second install.
+    # Django's FastCGI guide: "FORCE_SCRIPT_NAME = ''" when the web server's SCRIPT_NAME is
+    # the rewrite target (lighttpd's /mysite.fcgi), or the public prefix of a second install.
     FORCE_SCRIPT_NAME = os.environ["MYSITE_FORCE_SCRIPT_NAME"]
 
 INSTALLED_APPS = [
@@ -80,8 +80,8 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
-# The seeds serve the admin's files under /media/ (their rewrite rules say so); the web server
-# serves them from STATIC_ROOT, filled by `manage.py collectstatic`.
+# Django's FastCGI guide serves the admin's files under /media/ (its rewrite rules say so);
+# the web server serves them from STATIC_ROOT, filled by `manage.py collectstatic`.
 STATIC_URL = os.environ.get("MYSITE_STATIC_URL", "/media/")
 STATIC_ROOT = Path(os.environ.get("MYSITE_STATIC_ROOT", BASE_DIR / "static"))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
