@@ -9,7 +9,7 @@
 # tests/requirements.txt; FERROCGI_WHEEL=FILE.whl installs that wheel instead of building one),
 # creates the demo site from tests/recipes/mysite (migrate, collectstatic, a superuser
 # admin/admin), starts `manage.py runfcgi method=threaded daemonize=false socket=…` and nginx
-# with tests/webservers/recipes/nginx-fastcgi.conf (the config docs/nginx.md shows), prints the
+# with the site file docs/nginx.md shows (tests/webservers/recipes/nginx-fastcgi.conf), prints the
 # URL, and stops both cleanly on Ctrl-C. The home page says what serves it (protocol, process
 # model, workers, ferrocgi version) and links to the admin. Needs Debian 12, root or sudo, Rust.
 set -euo pipefail
@@ -96,9 +96,20 @@ done
 [ -S "$socket" ] || die "runfcgi did not create $socket: $(tail -20 "$run/site.log")"
 info "Django: ./manage.py runfcgi method=threaded daemonize=false socket=$socket umask=000 (pid $site_pid)"
 
-sed -e "s|@RUN@|$run/nginx|g" -e "s|@PORT@|$port|g" -e "s|@SOCKET@|$socket|g" \
-    -e "s|@STATIC_ROOT@|$project/static|g" \
-    tests/webservers/recipes/nginx-fastcgi.conf >"$run/nginx/nginx.conf"
+# The site file docs/nginx.md shows, its production paths replaced, inside a private nginx.conf:
+# the same derivation the recipe tests run (tests/recipes/production.py).
+PYTHONPATH=tests/recipes:tests/e2e "$venv/bin/python" - "$run/nginx" "$port" "$socket" \
+    "$project/static" <<'EOF'
+import sys
+from pathlib import Path
+
+import production
+
+run, port, socket, static = sys.argv[1:]
+site = production.derive("nginx-fastcgi.conf")
+values = {"RUN": run, "PORT": port, "SOCKET": socket, "STATIC_ROOT": static}
+production.fill(production.wrap("nginx.conf", site), Path(run) / "nginx.conf", values)
+EOF
 nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/error.log" &
 nginx_pid=$!
 for _ in $(seq 100); do
