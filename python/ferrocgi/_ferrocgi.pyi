@@ -47,21 +47,6 @@ class StartResponse:
         exc_info: tuple[Any, Any, Any] | None = None,
     ) -> WriteFn: ...
 
-def serve(
-    app: Callable[..., Iterable[bytes]],
-    bind: str,
-    protocol: str = "fcgi",
-    threads: int = 8,
-    script_name: str | None = None,
-    debug: bool = False,
-    log_level: str = "info",
-    spool_threshold: int = 1048576,
-    max_body: int | None = None,
-    ajp_lighttpd_compat: bool = False,
-    socket_mode: int | None = None,
-) -> None:
-    """Serve ``app`` on ``bind`` (``HOST:PORT``, ``unix:PATH`` or ``fd:N``) until SIGTERM/SIGINT."""
-
 def main(
     argv: list[str],
     flavor_name: str = "cli",
@@ -69,7 +54,9 @@ def main(
     loader: Callable[[], Callable[..., Iterable[bytes]]] | None = None,
 ) -> int:
     """Parse the words with the one option parser and serve; returns the exit status.
-    ``loader`` is called for the application after binding and the privilege drop."""
+    ``flavor_name``: ``cli`` (an APP word), ``django`` (runfcgi's words) or ``embedded`` (the
+    application given as ``app``). ``loader`` is called for the application after binding and
+    the privilege drop."""
 
 def check(argv: list[str], flavor_name: str = "cli") -> int | None:
     """Parse without serving: prints help/version/the error and returns its status, or None."""

@@ -5,9 +5,9 @@
 //! request's params are set on top, with interned keys and, for a value equal to the one the
 //! same param had last time, that value's `str` again.
 
-use crate::host::HostSettings;
 use crate::input::InputStream;
 use crate::paths::script_and_path;
+use crate::settings::{HostSettings, ServerInfo};
 use crate::wsgi::{ErrorStream, FileWrapper};
 use ferrocgi_server::{Params, Protocol};
 use pyo3::prelude::*;
@@ -54,20 +54,6 @@ const VALUE_CACHE_MAX_LEN: usize = 256;
 
 type KeyCache = HashMap<Box<[u8]>, Entry, BuildHasherDefault<Fnv>>;
 
-/// `environ["ferrocgi.server"]`, a read-only mapping: how the server runs, for pages and
-/// diagnostics that say what serves them (the demo's home page, tests/recipes/mysite).
-#[derive(Clone, Debug)]
-pub struct ServerInfo {
-    /// The protocol's option value: `fcgi`, `scgi`, `ajp`, `cgi`.
-    pub protocol: &'static str,
-    /// `threaded` or `prefork` (the `method` option); `embedded` for `ferrocgi.serve()`.
-    pub method: String,
-    /// Python threads per process (the `threads` option).
-    pub threads: usize,
-    /// Worker processes at most: `maxchildren` under prefork, else 1.
-    pub processes: usize,
-}
-
 impl ServerInfo {
     fn to_mapping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let d = PyDict::new(py);
@@ -90,6 +76,7 @@ pub struct EnvironBase {
 }
 
 impl EnvironBase {
+    /// The keys every request's environ starts with, made once per process.
     pub fn new(py: Python<'_>, s: &HostSettings) -> PyResult<Self> {
         let d = PyDict::new(py);
         d.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
@@ -230,6 +217,8 @@ fn is_on(v: Option<&[u8]>) -> bool {
     matches!(v, Some(v) if v.eq_ignore_ascii_case(b"on") || v == b"1")
 }
 
+/// One request's environ: the base's copy, the CGI params as PEP 3333 wants them, the
+/// streams and the paths.
 #[allow(clippy::too_many_arguments)]
 pub fn build_environ<'py>(
     py: Python<'py>,

@@ -23,6 +23,7 @@ use crate::environ::{build_environ, EnvironBase};
 use crate::input::{collect, BodyData, CollectError, InputStream, SpoolBudget};
 use crate::queue::{Member, Queue, Take};
 use crate::response::{self, lock, ClientDisconnected, ResponseState, StartResponse};
+use crate::settings::HostSettings;
 use crate::watchdog::{OnWedged, RequestTimeout, Watchdog};
 use crate::wsgi::{ErrorStream, FileWrapper};
 use bytes::Bytes;
@@ -36,42 +37,19 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::{debug, error, info, warn};
 
-/// Settings of the host (from the option set).
-#[derive(Debug, Clone)]
-pub struct HostSettings {
-    /// `script_name=`: the public mount prefix.
-    pub script_name: Option<String>,
-    /// Bodies past this many bytes are spooled to a temporary file.
-    pub spool_threshold: u64,
-    /// Bodies past this many bytes are refused with 413.
-    pub max_body: Option<u64>,
-    /// Show tracebacks in 500 pages (never in production: it leaks source code).
-    pub debug: bool,
-    /// `wsgi.multithread`.
-    pub multithread: bool,
-    /// `wsgi.multiprocess`.
-    pub multiprocess: bool,
-    /// AJP `req_uri` arrives decoded (lighttpd) rather than encoded (Apache).
-    pub ajp_path_decoded: bool,
-    /// Log the Python stack of requests running longer than this.
-    pub slow_request: Option<std::time::Duration>,
-    /// Stop requests running longer than this (see [`crate::watchdog`]).
-    pub request_timeout: Option<std::time::Duration>,
-    /// `queue_timeout`: a job that waited longer for a thread is answered 503, not run.
-    pub queue_timeout: Option<std::time::Duration>,
-    /// `max_spool`: bytes all spooled request bodies may take together (`u64::MAX`: no limit).
-    pub max_spool: u64,
-    /// `environ["ferrocgi.server"]`: how this server runs.
-    pub server: crate::environ::ServerInfo,
-}
-
 /// One request handed to the Python pool.
 pub struct Job {
+    /// The protocol the request came in by.
     pub protocol: Protocol,
+    /// Its CGI params.
     pub params: Params,
+    /// The peer, for log lines.
     pub peer: Arc<str>,
+    /// The body, collected (in memory or spooled).
     pub body: BodyData,
+    /// The body's length in bytes.
     pub body_len: u64,
+    /// Where the response goes.
     pub resp: Responder,
     /// When the job was made: its wait for a thread counts from here.
     pub queued: std::time::Instant,
@@ -83,7 +61,7 @@ pub struct WsgiHandler {
     jobs: Arc<Queue<Job>>,
     inline: Option<Arc<Inline>>,
     settings: Arc<HostSettings>,
-    pool: Pool,
+    app_threads: AppThreads,
     /// What spooled request bodies may take on disk, together (`max_spool`).
     spool: Arc<SpoolBudget>,
 }
@@ -107,7 +85,7 @@ struct Inline {
     live: Arc<AtomicUsize>,
 }
 
-/// Counts a thread running application code; see [`Pool::wait_ended`].
+/// Counts a thread running application code; see [`AppThreads::wait_ended`].
 struct Live(Arc<AtomicUsize>);
 
 impl Live {
@@ -126,9 +104,9 @@ impl Drop for Live {
 /// The threads running application code: pool threads end once the handler (the job queue)
 /// is dropped, an inline call when its request is done.
 #[derive(Clone)]
-pub struct Pool(Arc<AtomicUsize>);
+pub struct AppThreads(Arc<AtomicUsize>);
 
-impl Pool {
+impl AppThreads {
     /// Waits up to `timeout` for every thread to end; false if some are still running an
     /// application call. Call without holding the GIL.
     pub fn wait_ended(&self, timeout: std::time::Duration) -> bool {
@@ -151,8 +129,8 @@ impl Drop for WsgiHandler {
 
 impl WsgiHandler {
     /// A handle to wait for the Python threads after the server stopped.
-    pub fn pool(&self) -> Pool {
-        self.pool.clone()
+    pub fn app_threads(&self) -> AppThreads {
+        self.app_threads.clone()
     }
 }
 
@@ -299,7 +277,7 @@ impl Host {
             jobs: queue,
             inline,
             settings,
-            pool: Pool(live),
+            app_threads: AppThreads(live),
             spool,
         })
     }
@@ -362,7 +340,7 @@ impl Host {
             resp,
             queued: _,
         } = job;
-        let state: response::Shared = Arc::new(Mutex::new(ResponseState {
+        let state: response::ResponseCell = Arc::new(Mutex::new(ResponseState {
             head: None,
             sent: false,
             responder: Some(resp),
@@ -451,7 +429,7 @@ impl Host {
         uri: &str,
         body: BodyData,
         body_len: u64,
-        state: &response::Shared,
+        state: &response::ResponseCell,
     ) -> PyResult<Option<Bytes>> {
         let input = Py::new(py, InputStream::new(body))?;
         let errors = Py::new(py, ErrorStream::new(uri.to_string(), peer.clone()))?;
@@ -497,17 +475,17 @@ impl Host {
                 (Ok(last), Ok(())) => Ok(last),
             }
         };
-        if declares_made(&iterable) {
+        if content_in_memory(&iterable) {
             return send_and_close();
         }
         // Anything else may take its time between chunks, which must go out as they come.
-        response::beside_the_loop(send_and_close)
+        response::run_blocking(send_and_close)
     }
 }
 
 /// True for a response object whose `streaming` attribute is `False`: Django's `HttpResponse`
 /// (its content is in memory; `StreamingHttpResponse` and `FileResponse` say `True`).
-fn declares_made(iterable: &Bound<'_, PyAny>) -> bool {
+fn content_in_memory(iterable: &Bound<'_, PyAny>) -> bool {
     let py = iterable.py();
     matches!(
         iterable.getattr_opt(pyo3::intern!(py, "streaming")),
@@ -592,7 +570,7 @@ fn as_bytes<'a, 'py>(item: &'a Bound<'py, PyAny>) -> PyResult<&'a Bound<'py, PyB
 fn stream_iterable(
     py: Python<'_>,
     iterable: &Bound<'_, PyAny>,
-    state: &response::Shared,
+    state: &response::ResponseCell,
 ) -> PyResult<Option<Bytes>> {
     if let Ok(fw) = iterable.cast::<FileWrapper>() {
         if let Some(file) = fw.get().dup_file(py) {
@@ -631,7 +609,7 @@ fn send_file(
     py: Python<'_>,
     mut file: std::fs::File,
     blksize: usize,
-    state: &response::Shared,
+    state: &response::ResponseCell,
 ) -> PyResult<()> {
     let blksize = blksize.clamp(4096, 1 << 20);
     loop {

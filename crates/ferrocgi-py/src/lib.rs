@@ -2,14 +2,23 @@
 //!
 //! # Layout
 //!
-//! * [`host`]: the server's `Handler` for WSGI and the pool of Python threads.
+//! * [`serve`]: the functions the console script and Django call (`main`, `check`,
+//!   `help_text`), and the Python side of the server crate's launcher (`AppHost`): import the
+//!   application after the privilege drop, fork through `os.fork()`, start the WSGI threads.
+//! * [`command`]: the commands' words (the CLI's APP, Django's runfcgi, `ferrocgi.serve()`) and
+//!   the `pythonpath` option, as rows of the server's option table.
+//! * [`settings`]: what the options tell the host (limits, `environ["ferrocgi.server"]`).
+//! * [`host`]: the server's `Handler` for WSGI, on a pool of Python threads ([`queue`]) or
+//!   inline.
 //! * [`environ`], [`paths`]: the environ, and SCRIPT_NAME/PATH_INFO.
 //! * [`input`]: the request body (`wsgi.input`), collected and spooled.
 //! * [`response`]: `start_response` and `write()`.
+//! * [`watchdog`]: `slow_request` and `request_timeout` (a wedged request ends its process).
 //! * [`wsgi`]: `wsgi.errors`, `wsgi.file_wrapper`.
-//! * [`serve`]: running the server from Python.
+#![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod command;
 pub mod environ;
 pub mod host;
 pub mod input;
@@ -17,6 +26,7 @@ pub mod paths;
 pub mod queue;
 pub mod response;
 pub mod serve;
+pub mod settings;
 pub mod watchdog;
 pub mod wsgi;
 

@@ -50,7 +50,7 @@ struct Slot<T> {
 }
 
 impl<T> Slot<T> {
-    fn give(&self, job: T) {
+    fn hand_over(&self, job: T) {
         *locked(&self.job) = Some(job);
         self.ready.notify_one();
     }
@@ -89,18 +89,18 @@ impl<T> Inner<T> {
     }
 
     /// Jobs wait while threads are idle.
-    fn holding(&self) -> bool {
+    fn jobs_wait_for_idle_threads(&self) -> bool {
         !self.jobs.is_empty() && !self.idle.is_empty()
     }
 
     /// Jobs wait and requests run: the dispatcher has something to weigh.
-    fn weighing(&self) -> bool {
+    fn jobs_wait_behind_running_ones(&self) -> bool {
         !self.jobs.is_empty() && self.running > 0
     }
 
     /// Hands the first held job to the most recently idle thread.
     fn release_one(&mut self) -> Option<(Arc<Slot<T>>, T)> {
-        if !self.holding() {
+        if !self.jobs_wait_for_idle_threads() {
             return None;
         }
         let slot = self.idle.pop()?;
@@ -203,7 +203,7 @@ impl<T> Queue<T> {
             if let Some(slot) = inner.idle.pop() {
                 inner.start(slot.member);
                 drop(inner);
-                slot.give(job);
+                slot.hand_over(job);
                 return Ok(());
             }
         }
@@ -213,7 +213,7 @@ impl<T> Queue<T> {
     }
 
     fn watch(&self, inner: &mut Inner<T>) {
-        if !inner.watching && inner.weighing() {
+        if !inner.watching && inner.jobs_wait_behind_running_ones() {
             inner.watching = true;
             self.held.notify_one();
         }
@@ -230,7 +230,7 @@ impl<T> Queue<T> {
         };
         self.held.notify_one();
         for (slot, job) in released {
-            slot.give(job);
+            slot.hand_over(job);
         }
         for slot in idle {
             let _guard = locked(&slot.job);
@@ -253,7 +253,7 @@ impl<T> Queue<T> {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            if !inner.weighing() {
+            if !inner.jobs_wait_behind_running_ones() {
                 inner.watching = false;
                 inner = self.held.wait(inner).unwrap_or_else(|e| e.into_inner());
                 continue;
@@ -296,7 +296,7 @@ impl<T> Queue<T> {
             if blocked || overdue || inner.running == 0 {
                 if let Some((slot, job)) = inner.release_one() {
                     drop(inner);
-                    slot.give(job);
+                    slot.hand_over(job);
                     inner = locked(&self.inner);
                 }
             }

@@ -27,9 +27,10 @@ pub struct ResponseState {
 
 /// Shared between `start_response`, `write()` and the host's iteration loop. Only the Python
 /// thread running the request touches it, so the lock is never contended.
-pub type Shared = Arc<Mutex<ResponseState>>;
+pub type ResponseCell = Arc<Mutex<ResponseState>>;
 
-pub fn lock(s: &Shared) -> std::sync::MutexGuard<'_, ResponseState> {
+/// The response state, even if a thread panicked holding it.
+pub fn lock(s: &ResponseCell) -> std::sync::MutexGuard<'_, ResponseState> {
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -96,24 +97,24 @@ fn stream_err(e: StreamError) -> PyErr {
 /// (the inline runner, see `host::Threads::Inline`) the runtime first moves to another thread.
 /// For code that waits on a loop (a blocking send) or that streams (each chunk must go out as
 /// it is made, not when the request returns). Elsewhere `f` just runs.
-pub fn beside_the_loop<T>(f: impl FnOnce() -> T) -> T {
+pub fn run_blocking<T>(f: impl FnOnce() -> T) -> T {
     tokio::task::block_in_place(f)
 }
 
 /// Runs `f`, which waits for the connection loop (a blocking send), without the GIL.
 pub fn wait_for_loop<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
-    py.detach(|| crate::watchdog::writing(|| beside_the_loop(f)))
+    py.detach(|| crate::watchdog::writing(|| run_blocking(f)))
 }
 
 /// True when a head can go out with the next body chunk (start_response was called).
-pub fn has_head(state: &Shared) -> bool {
+pub fn has_head(state: &ResponseCell) -> bool {
     let st = lock(state);
     st.sent || st.head.is_some()
 }
 
 /// Sends `data` (head first if not yet sent) in one message; the GIL is released only when
 /// the connection's queue is full and the send must wait.
-pub fn send(py: Python<'_>, state: &Shared, data: Bytes) -> PyResult<()> {
+pub fn send(py: Python<'_>, state: &ResponseCell, data: Bytes) -> PyResult<()> {
     // A long streamed response releases its earlier chunks as it goes.
     release_deferred(py);
     let sent = (|| {
@@ -283,7 +284,8 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Bytes, Bytes)>> {
 /// The `start_response` callable handed to the application.
 #[pyclass(module = "ferrocgi._ferrocgi", name = "StartResponse", frozen)]
 pub struct StartResponse {
-    pub state: Shared,
+    /// The request's response state.
+    pub state: ResponseCell,
 }
 
 #[pymethods]
@@ -332,7 +334,7 @@ impl StartResponse {
 /// The legacy `write(data)` callable returned by `start_response`.
 #[pyclass(module = "ferrocgi._ferrocgi", name = "WriteFn", frozen)]
 pub struct WriteFn {
-    state: Shared,
+    state: ResponseCell,
 }
 
 #[pymethods]
@@ -345,7 +347,7 @@ impl WriteFn {
             return Ok(());
         }
         // The legacy write() promises the bytes are on their way when it returns.
-        beside_the_loop(|| send(py, &self.state, chunk(b)))
+        run_blocking(|| send(py, &self.state, chunk(b)))
     }
 }
 

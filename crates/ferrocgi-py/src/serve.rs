@@ -1,150 +1,22 @@
-//! Running the server from Python: logging, binding, the runtime, signals.
+//! The Python side of start-up: the `main`/`check`/`help_text` functions the console script and
+//! Django call, and `PyHost`, what the server crate's launcher needs from Python (import the
+//! application after the privilege drop, fork through `os.fork()`, start the WSGI threads).
 
-use crate::environ::ServerInfo;
-use crate::host::{Host, HostSettings, Threads};
-use ferrocgi_server::options::{self, Flavor, Method, Options, Parsed};
-use ferrocgi_server::process::daemon::{self, Forked, PidFile};
-use ferrocgi_server::process::prefork::{self, PreforkSettings, SupervisorExit, WorkerSetup};
-use ferrocgi_server::process::runner::{self, ReopenLogs, RunEnd, RunPlan};
+use crate::command::{self, AppRef};
+use crate::host::{Host, Threads, WsgiHandler};
+use crate::settings::HostSettings;
+use ferrocgi_server::options::{self, Command, Options, Parsed};
+use ferrocgi_server::process::daemon::Forked;
+use ferrocgi_server::process::launch::{self, AppHost, OnWedged, Role, Serving};
 use ferrocgi_server::process::{reexec, spawned};
-use ferrocgi_server::{BindAddr, Listener, Protocol, Server, ServerConfig, UnixSocketOptions};
-use pyo3::exceptions::{PyOSError, PyValueError};
+use ferrocgi_server::Protocol;
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use std::path::PathBuf;
-use tracing::{error, info};
-
-/// Everything needed to serve one WSGI application.
-pub struct ServeArgs {
-    pub bind: BindAddr,
-    pub unix: UnixSocketOptions,
-    pub backlog: i32,
-    pub config: ServerConfig,
-    pub host: HostSettings,
-    pub threads: usize,
-    pub log_level: String,
-}
-
-/// Server logs go to stderr (the `errlog` once daemonized), one line each, no colours.
-pub fn init_logging(level: &str) {
-    ferrocgi_server::logging::init(level);
-}
-
-/// Binds, starts the Python threads and serves until SIGTERM or SIGINT.
-pub fn run(py: Python<'_>, app: Py<PyAny>, args: ServeArgs) -> PyResult<()> {
-    if !args.log_level.is_empty() {
-        init_logging(&args.log_level);
-    }
-    let listener = Listener::bind(&args.bind, &args.unix, args.backlog)
-        .map_err(|e| PyOSError::new_err(e.to_string()))?;
-    let handler = Host::start(
-        py,
-        app,
-        args.host,
-        Threads::Pool(args.threads),
-        Box::new(|| {}),
-    )?;
-    let pool = handler.pool();
-    let config = args.config;
-    let served = py.detach(move || {
-        // One I/O thread (this one, with the accept loop): the Python threads need the cores.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        rt.block_on(async move {
-            let stop = async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let mut term = signal(SignalKind::terminate()).expect("signal handler");
-                let mut int = signal(SignalKind::interrupt()).expect("signal handler");
-                tokio::select! {
-                    _ = term.recv() => info!("SIGTERM: graceful stop"),
-                    _ = int.recv() => info!("SIGINT: stopping"),
-                }
-            };
-            Server::new(listener, config, handler).run(stop).await
-        })
-    });
-    py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5)));
-    served.map_err(|e: std::io::Error| PyOSError::new_err(e.to_string()))
-}
-
-fn parse_bind(bind: &str) -> PyResult<BindAddr> {
-    if let Some(p) = bind.strip_prefix("unix:") {
-        return Ok(BindAddr::Unix(p.into()));
-    }
-    if let Some(fd) = bind.strip_prefix("fd:") {
-        return fd
-            .parse()
-            .map(BindAddr::Fd)
-            .map_err(|_| PyValueError::new_err(format!("bad fd in {bind:?}")));
-    }
-    bind.parse().map(BindAddr::Tcp).map_err(|_| {
-        PyValueError::new_err(format!("bad address {bind:?} (example: 127.0.0.1:9000)"))
-    })
-}
-
-/// `serve(app, bind, protocol="fcgi", …)`: serve a WSGI callable (embedding and tests).
-#[pyfunction]
-#[pyo3(signature = (app, bind, protocol="fcgi", threads=8, script_name=None, debug=false,
-    log_level="info", spool_threshold=1048576, max_body=None, ajp_lighttpd_compat=false,
-    socket_mode=None))]
-#[allow(clippy::too_many_arguments)]
-fn serve(
-    py: Python<'_>,
-    app: Py<PyAny>,
-    bind: &str,
-    protocol: &str,
-    threads: usize,
-    script_name: Option<String>,
-    debug: bool,
-    log_level: &str,
-    spool_threshold: u64,
-    max_body: Option<u64>,
-    ajp_lighttpd_compat: bool,
-    socket_mode: Option<u32>,
-) -> PyResult<()> {
-    let protocol = match protocol {
-        "fcgi" | "fastcgi" => Protocol::Fastcgi,
-        "scgi" => Protocol::Scgi,
-        "ajp" | "ajp13" => Protocol::Ajp13,
-        other => return Err(PyValueError::new_err(format!("unknown protocol {other:?}"))),
-    };
-    let mut config = ServerConfig::new(protocol);
-    config.ajp.lighttpd_body_compat = ajp_lighttpd_compat;
-    let args = ServeArgs {
-        bind: parse_bind(bind)?,
-        unix: UnixSocketOptions {
-            mode: socket_mode,
-            owner: None,
-        },
-        backlog: ferrocgi_server::listener::DEFAULT_BACKLOG,
-        config,
-        host: HostSettings {
-            script_name,
-            spool_threshold,
-            max_body,
-            debug,
-            multithread: threads > 1,
-            multiprocess: false,
-            ajp_path_decoded: ajp_lighttpd_compat,
-            slow_request: None,
-            request_timeout: None,
-            queue_timeout: None,
-            max_spool: u64::MAX,
-            server: ServerInfo {
-                protocol: protocol.name(),
-                method: "embedded".into(),
-                threads,
-                processes: 1,
-            },
-        },
-        threads,
-        log_level: log_level.to_string(),
-    };
-    run(py, app, args)
-}
+use std::cell::{OnceCell, RefCell};
+use std::path::{Path, PathBuf};
 
 /// Imports `module:callable` (after `pythonpath` was put first on `sys.path`).
-fn import_app(py: Python<'_>, app: &options::AppRef) -> PyResult<Py<PyAny>> {
+fn import_app(py: Python<'_>, app: &AppRef) -> PyResult<Py<PyAny>> {
     let mut obj = py.import(app.module.as_str())?.into_any();
     for attr in app.callable.split('.') {
         obj = obj.getattr(attr)?;
@@ -226,51 +98,11 @@ fn script_path(py: Python<'_>) -> Option<PathBuf> {
     p.is_file().then_some(p)
 }
 
-fn host_settings(opts: &Options, multiprocess: bool) -> HostSettings {
-    HostSettings {
-        script_name: opts.script_name.clone(),
-        spool_threshold: opts.spool_threshold,
-        max_body: opts.max_body,
-        debug: opts.debug,
-        multithread: opts.threads > 1,
-        multiprocess,
-        ajp_path_decoded: opts.ajp_lighttpd_compat,
-        slow_request: opts.slow_request,
-        request_timeout: opts.request_timeout,
-        queue_timeout: opts.queue_timeout,
-        max_spool: opts.max_spool.unwrap_or(u64::MAX),
-        server: ServerInfo {
-            protocol: opts.protocol.name(),
-            method: opts.method.to_string(),
-            threads: opts.threads,
-            processes: if opts.method == Method::Prefork {
-                opts.maxchildren
-            } else {
-                1
-            },
-        },
-    }
-}
-
-/// Hands the socket to a fresh copy of this program (graceful reload); returns only on error.
-fn reload(listener: Listener, old_workers: &[i32], pidfile: Option<PidFile>) -> PyResult<i32> {
-    let fd = listener
-        .into_inheritable_fd()
-        .map_err(|e| PyOSError::new_err(e.to_string()))?;
-    if let Some(p) = pidfile {
-        p.keep(); // same pid after exec
-    }
-    info!("re-executing to load the application afresh");
-    let e = reexec::reexec(fd, old_workers);
-    error!("reload failed: cannot re-execute: {e}");
-    Ok(1)
-}
-
 /// Where the application comes from: imported by ferrocgi (`module:callable`), made by a
 /// loader the caller gives (Django's `WSGI_APPLICATION`), or given ready (embedding).
 pub enum AppSource {
     /// Import `module:callable` from the options.
-    Import(options::AppRef),
+    Import(AppRef),
     /// Call this to get the application.
     Loader(Py<PyAny>),
     /// The application itself.
@@ -309,7 +141,7 @@ impl AppSource {
 
 /// Advice for an import that failed because the application's own top module was not found:
 /// where Python looked, and the likely fix.
-fn import_hint(py: Python<'_>, app: &options::AppRef, e: &PyErr) -> Option<String> {
+fn import_hint(py: Python<'_>, app: &AppRef, e: &PyErr) -> Option<String> {
     if let Some(stem) = app.module.strip_suffix(".py") {
         return Some(format!(
             "ferrocgi: {}:{} names a file, not a module: did you mean {}:application?",
@@ -344,19 +176,10 @@ fn import_hint(py: Python<'_>, app: &options::AppRef, e: &PyErr) -> Option<Strin
     ))
 }
 
-/// Serves with parsed options. The application is loaded after the socket is bound and the
-/// privileges are dropped (its module-level code never runs as root), and before anything
-/// reports ready or forks, so a broken application still fails fast.
-/// Returns the process exit status.
+/// Serves with parsed options through the server crate's launcher; the application is loaded
+/// there, after the bind and the privilege drop. Returns the process exit status.
 pub fn run_options(py: Python<'_>, opts: Options, app: Option<AppSource>) -> PyResult<i32> {
-    reexec::remember_start_dir();
-    reexec::take_inherited();
-    spawned::take_systemd_env();
-    forget_internal_env(py)?;
-    default_sigint(py)?;
-    init_logging(&opts.log_level.level().to_string().to_lowercase());
-    prepend_pythonpath(py, &opts.pythonpath, reexec::start_dir())?;
-    let source = match (app, opts.app.clone()) {
+    let source = match (app, command::app(&opts)) {
         (Some(source), _) => source,
         (None, Some(app_ref)) => AppSource::Import(app_ref),
         (None, None) => {
@@ -364,295 +187,105 @@ pub fn run_options(py: Python<'_>, opts: Options, app: Option<AppSource>) -> PyR
             return Ok(2);
         }
     };
-    match serve_app(py, &opts, source) {
-        Ok(code) => Ok(code),
-        Err(e) => {
-            eprintln!("ferrocgi: {e}");
-            Ok(1)
-        }
-    }
-}
-
-enum Start {
-    Listen(Listener),
-    Cgi,
-}
-
-fn serve_app(py: Python<'_>, opts: &Options, source: AppSource) -> std::io::Result<i32> {
-    let is_reexec = reexec::is_reexec();
-    let mut spawned = false;
-    let start = if let Some(fd) = reexec::inherited_listener() {
-        let mut l = Listener::from_inherited_fd(fd)?;
-        l.adopt_socket_file();
-        Start::Listen(l)
-    } else if let Some(fd) = spawned::systemd_socket().filter(|_| opts.bind_addr().is_none()) {
-        info!("serving the socket passed by systemd (LISTEN_FDS)");
-        Start::Listen(Listener::from_inherited_fd(fd)?)
-    } else if let Some(bind) = opts.bind_addr() {
-        if let Some(p) = &opts.pidfile {
-            PidFile::check(p)?;
-        }
-        Start::Listen(Listener::bind(
-            &bind,
-            &opts.unix_socket_options(),
-            opts.backlog,
-        )?)
-    } else {
-        match spawned::detect() {
-            spawned::Stdin::ListeningSocket => {
-                spawned = true;
-                info!(
-                    "no address given: serving the listening socket the web server passed as fd 0"
-                );
-                Start::Listen(Listener::from_fd(0)?)
-            }
-            spawned::Stdin::Cgi => Start::Cgi,
-            spawned::Stdin::Other => {
-                eprintln!("ferrocgi: no address given and fd 0 is not a listening socket: give host and port, socket or fd (example: port=3033)");
-                return Ok(2);
-            }
-        }
-    };
-    if let Start::Cgi = start {
-        let Some(app) = source.load(py) else {
-            return Ok(1);
-        };
-        return serve_cgi(py, opts, app);
-    }
-    let Start::Listen(listener) = start else {
-        unreachable!("handled above")
-    };
-    let listen = listener.to_string();
-
-    // A re-executed server keeps the standard streams it inherited (its logs already).
-    let mut started = daemon::Started::none();
-    if !is_reexec {
-        let detach = opts.daemonize && !spawned;
-        started = setup_logs(py, opts, detach)?;
-        if detach {
-            daemon::close_inherited_fds(&[listener.as_raw_fd()])?;
-        }
-    }
-    let pidfile = match &opts.pidfile {
-        Some(p) => Some(PidFile::write(p)?),
-        None => None,
-    };
-    let socket_file = match opts.bind_addr() {
-        Some(BindAddr::Unix(p)) if !is_reexec => Some(p),
-        _ => None,
-    };
-    let files: Vec<&std::path::Path> = opts
-        .pidfile
-        .iter()
-        .chain(socket_file.iter())
-        .map(PathBuf::as_path)
-        .collect();
-    daemon::warn_if_left_behind(&files, opts.user.as_ref(), opts.group.as_ref());
-    daemon::drop_privileges(opts.user.as_ref(), opts.group.as_ref())?;
-    let Some(app) = source.load(py) else {
-        return Ok(1);
-    };
-    started.ok();
-    let (outlog, errlog) = (opts.outlog.clone(), opts.errlog.clone());
-    let reopen: ReopenLogs = std::sync::Arc::new(move || {
-        if let Err(e) = daemon::reopen_logs(outlog.as_deref(), errlog.as_deref()) {
-            error!("cannot reopen log files: {e}");
-        }
-    });
-    let watch_script: Vec<PathBuf> = if spawned {
-        script_path(py).into_iter().collect()
-    } else {
-        Vec::new()
-    };
-
-    if opts.method == Method::Threaded {
-        // A wedged request: reload (spawned: stop; the web server starts a fresh process).
-        let restart = std::sync::Arc::new(tokio::sync::Notify::new());
-        let wedged = restart.clone();
-        let handler = Host::start(
-            py,
-            app,
-            host_settings(opts, false),
-            Threads::Pool(opts.threads),
-            Box::new(move || wedged.notify_one()),
-        )
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let pool = handler.pool();
-        let server = Server::new(listener, opts.server_config(), handler);
-        let plan = RunPlan {
-            restart: Some(restart),
-            reload: !spawned,
-            reload_on: opts.reload_on.clone(),
-            exit_on_change: watch_script,
-            reopen_logs: Some(reopen),
-            // One I/O thread, the accept loop's: the Python threads need the cores more.
-            io_threads: 0,
-            notify: true,
-            ready_status: Some(format!(
-                "serving on {listen}: threaded, {} Python threads",
-                opts.threads
-            )),
-            ..RunPlan::default()
-        };
-        let end = py.detach(|| runner::run(server, plan))?;
-        if let RunEnd::Reload(l) = end {
-            // exec replaces every thread, stuck ones included: no need to wait for them.
-            return reload(l, &[], pidfile).map_err(|e| std::io::Error::other(e.to_string()));
-        }
-        // Python must not finalize under threads still running application code.
-        if !py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5))) {
-            error!("application threads still busy after the stop; exiting without waiting");
-            drop(pidfile);
-            daemon::exit_now(0);
-        }
-        return Ok(0);
-    }
-
-    // Prefork: this process supervises; workers are forked from it with the app imported.
-    let mut reload_on = opts.reload_on.clone();
-    reload_on.extend(watch_script);
-    let settings = PreforkSettings {
-        minspare: opts.minspare,
-        maxspare: opts.maxspare,
-        maxchildren: opts.maxchildren,
-        graceful_timeout: opts.graceful_timeout,
-        reload_on,
-    };
-    let worker_listener = listener.try_clone_unguarded()?;
-    let config = opts.server_config();
-    // A worker serving one request at a time runs it on its I/O thread (see Threads::Inline),
-    // so that thread must belong to a multi-thread runtime (io_threads: 1).
-    let threads = match opts.threads {
-        1 => Threads::Inline,
-        n => Threads::Pool(n),
-    };
-    let mut run_worker = |setup: WorkerSetup| -> i32 {
-        let listener = match worker_listener.try_clone_unguarded() {
-            Ok(l) => l,
-            Err(e) => {
-                error!(
-                    "worker {}: cannot use the listening socket: {e}",
-                    setup.index
-                );
-                return 1;
-            }
-        };
-        // A wedged worker exits; the supervisor replaces it.
-        let handler = match Host::start(
-            py,
-            app.clone_ref(py),
-            host_settings(opts, true),
-            threads,
-            Box::new(|| daemon::exit_now(1)),
-        ) {
-            Ok(h) => h,
-            Err(e) => {
-                error!("worker {}: cannot start Python threads: {e}", setup.index);
-                return 1;
-            }
-        };
-        let pool = handler.pool();
-        let server = Server::new(listener, config.clone(), handler);
-        let plan = RunPlan {
-            status: Some(setup.status),
-            maxrequests: opts.maxrequests,
-            reopen_logs: Some(reopen.clone()),
-            io_threads: usize::from(threads == Threads::Inline),
-            accept_below: Some(opts.threads),
-            ..RunPlan::default()
-        };
-        let code = match py.detach(|| runner::run(server, plan)) {
-            Ok(_) => 0,
-            Err(e) => {
-                error!("worker {}: {e}", setup.index);
-                1
-            }
-        };
-        py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5)));
-        code
-    };
-    let old = reexec::inherited_old_workers();
-    let end = prefork::supervise(
-        &settings,
-        &mut || py_fork(py),
-        &mut run_worker,
-        &mut || reopen(),
-        &old,
-    )?;
-    match end {
-        SupervisorExit::Stopped => Ok(0),
-        SupervisorExit::Reload { old_workers } if !spawned => {
-            reload(listener, &old_workers, pidfile)
-                .map_err(|e| std::io::Error::other(e.to_string()))
-        }
-        SupervisorExit::Reload { old_workers } => {
-            // Spawned by the web server: it starts a fresh process itself; let ours drain.
-            prefork::wait_for(&old_workers, opts.graceful_timeout);
-            Ok(0)
-        }
-    }
-}
-
-/// Opens `outlog`/`errlog` (as root, before the drop, owned by the target user) and points
-/// stdout/stderr at them, detaching first when `detach`.
-fn setup_logs(py: Python<'_>, opts: &Options, detach: bool) -> std::io::Result<daemon::Started> {
-    let start_dir = reexec::start_dir().unwrap_or(std::path::Path::new("/"));
-    let owner = daemon::target_ids(opts.user.as_ref(), opts.group.as_ref());
-    let (out, err) = (opts.outlog.as_deref(), opts.errlog.as_deref());
-    let logs = daemon::Logs::open(out, err, detach, start_dir, owner)?;
-    if detach {
-        let d = daemon::DaemonOptions {
-            workdir: opts.workdir.clone(),
-            umask: opts.umask,
-        };
-        daemon::daemonize(&d, &logs, &mut || py_fork(py))
-    } else {
-        logs.apply(false).map(|()| daemon::Started::none())
-    }
-}
-
-/// One request as plain CGI (fd 0 is not a socket: mod_cgi, or a shell).
-fn serve_cgi(py: Python<'_>, opts: &Options, app: Py<PyAny>) -> std::io::Result<i32> {
-    let params: ferrocgi_server::Params = std::env::vars_os()
-        .map(|(k, v)| {
-            use std::os::unix::ffi::OsStrExt;
-            (k.as_bytes().to_vec(), v.as_bytes().to_vec())
-        })
-        .collect();
-    let mut settings = host_settings(opts, false);
-    settings.multithread = false;
-    settings.server.protocol = Protocol::Cgi.name();
-    let handler = Host::start(
+    let host = PyHost {
         py,
-        app,
-        settings,
-        Threads::Pool(1),
-        Box::new(|| daemon::exit_now(1)),
-    )
-    .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let pool = handler.pool();
-    let listener_less = Server::cgi(opts.server_config(), handler);
-    py.detach(|| {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
-        let r = rt.block_on(listener_less.serve_cgi(params));
-        rt.shutdown_timeout(std::time::Duration::from_millis(200));
-        r
-    })?;
-    // Python must not finalize under its own threads.
-    if !py.detach(|| pool.wait_ended(std::time::Duration::from_secs(5))) {
-        daemon::exit_now(0);
-    }
-    Ok(0)
+        opts: &opts,
+        source: RefCell::new(Some(source)),
+        app: OnceCell::new(),
+    };
+    Ok(launch::launch(&opts, &host))
 }
 
-fn flavor(name: &str) -> PyResult<Flavor> {
-    match name {
-        "cli" => Ok(Flavor::Cli),
-        "django" => Ok(Flavor::Django),
-        other => Err(PyValueError::new_err(format!("unknown flavor {other:?}"))),
+/// The Python side of start-up, for [`launch::launch`].
+struct PyHost<'py, 'o> {
+    py: Python<'py>,
+    opts: &'o Options,
+    source: RefCell<Option<AppSource>>,
+    app: OnceCell<Py<PyAny>>,
+}
+
+fn io_error(e: PyErr) -> std::io::Error {
+    std::io::Error::other(e.to_string())
+}
+
+impl AppHost for PyHost<'_, '_> {
+    type Handler = WsgiHandler;
+
+    fn prepare(&self, start_dir: Option<&Path>) -> std::io::Result<()> {
+        forget_internal_env(self.py).map_err(io_error)?;
+        default_sigint(self.py).map_err(io_error)?;
+        let pythonpath = command::pythonpath(self.opts, start_dir);
+        prepend_pythonpath(self.py, &pythonpath, start_dir).map_err(io_error)
     }
+
+    fn fork(&self) -> std::io::Result<Forked> {
+        py_fork(self.py)
+    }
+
+    fn load(&self) -> bool {
+        let Some(source) = self.source.borrow_mut().take() else {
+            return self.app.get().is_some();
+        };
+        match source.load(self.py) {
+            Some(app) => self.app.set(app).is_ok(),
+            None => false,
+        }
+    }
+
+    fn start(
+        &self,
+        opts: &Options,
+        role: Role,
+        on_wedged: OnWedged,
+    ) -> std::io::Result<Serving<WsgiHandler>> {
+        let py = self.py;
+        let app = self
+            .app
+            .get()
+            .ok_or_else(|| std::io::Error::other("the application is not loaded"))?
+            .clone_ref(py);
+        let (settings, threads) = match role {
+            Role::Threaded => (
+                HostSettings::from_options(opts, false),
+                Threads::Pool(opts.threads),
+            ),
+            Role::Worker { inline: true } => {
+                (HostSettings::from_options(opts, true), Threads::Inline)
+            }
+            Role::Worker { inline: false } => (
+                HostSettings::from_options(opts, true),
+                Threads::Pool(opts.threads),
+            ),
+            Role::Cgi => {
+                let mut s = HostSettings::from_options(opts, false);
+                s.multithread = false;
+                s.server.protocol = Protocol::Cgi.name();
+                (s, Threads::Pool(1))
+            }
+        };
+        let handler = Host::start(py, app, settings, threads, on_wedged).map_err(io_error)?;
+        let pool = handler.app_threads();
+        Ok(Serving {
+            handler,
+            // One I/O thread, the accept loop's: the Python threads need the cores more. An
+            // inline worker runs requests on its I/O thread, which must then belong to a
+            // multi-thread runtime (see Threads::Inline).
+            io_threads: usize::from(threads == Threads::Inline),
+            wait_ended: Box::new(move |t| pool.wait_ended(t)),
+        })
+    }
+
+    fn unlocked<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.py.detach(f)
+    }
+
+    fn script(&self) -> Option<PathBuf> {
+        script_path(self.py)
+    }
+}
+
+fn flavor(name: &str) -> PyResult<&'static Command> {
+    command::by_name(name).ok_or_else(|| PyValueError::new_err(format!("unknown flavor {name:?}")))
 }
 
 /// `main(argv, flavor="cli", app=None, loader=None) -> int`: parse the words, print help or
@@ -721,8 +354,8 @@ fn help_text(flavor_name: &str) -> PyResult<String> {
     Ok(options::help_text(flavor(flavor_name)?))
 }
 
+/// Adds `main`, `check` and `help_text` to the extension module.
 pub fn init_pymodule(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(serve, m)?)?;
     m.add_function(wrap_pyfunction!(main, m)?)?;
     m.add_function(wrap_pyfunction!(help_text, m)?)?;
     m.add_function(wrap_pyfunction!(check, m)?)?;

@@ -87,7 +87,7 @@ pub fn current_ident() -> u64 {
 }
 
 /// Runs `f`, a wait for the front end to take response bytes, with this thread counted as
-/// writing (see [`WRITING`]).
+/// writing (see `WRITING`).
 pub fn writing<T>(f: impl FnOnce() -> T) -> T {
     let ident = current_ident();
     WRITING

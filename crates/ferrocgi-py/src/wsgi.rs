@@ -15,6 +15,7 @@ pub struct ErrorStream {
 }
 
 impl ErrorStream {
+    /// `wsgi.errors` for the request to `uri` from `peer`.
     pub fn new(uri: String, peer: Arc<str>) -> Self {
         ErrorStream {
             uri,
@@ -71,6 +72,7 @@ impl Drop for ErrorStream {
 #[pyclass(module = "ferrocgi._ferrocgi", name = "FileWrapper", frozen)]
 pub struct FileWrapper {
     filelike: Py<PyAny>,
+    /// Bytes per read.
     pub blksize: usize,
 }
 

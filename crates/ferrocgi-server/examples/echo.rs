@@ -1,5 +1,7 @@
 //! A pure-Rust application for ferrocgi: the ceiling for benchmarks, the backend of the
-//! end-to-end tests, and an example of embedding the server without Python.
+//! end-to-end tests, and an example of embedding the server without Python: it starts through
+//! the same launcher as the Python host ([`launch::launch`]), so the process models, the daemon
+//! mode, the pid file and the reload work for it too.
 //!
 //! Apps:
 //! * `echo` (default): a JSON document with the params exactly as received (order and
@@ -9,38 +11,42 @@
 //!
 //! ```text
 //! cargo run --example echo -- --protocol fcgi --bind 127.0.0.1:9000
+//! cargo run --example echo -- --app hello --socket /tmp/echo.sock -- method=prefork maxchildren=4
 //! ```
 
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use ferrocgi_server::{
-    BindAddr, Handler, Listener, Protocol, Request, Responder, ResponseHead, Server, ServerConfig,
-    UnixSocketOptions,
-};
+use ferrocgi_server::options::{self, Command, Options, Parsed};
+use ferrocgi_server::process::daemon::Forked;
+use ferrocgi_server::process::launch::{self, AppHost, OnWedged, Role, Serving};
+use ferrocgi_server::{Handler, Request, Responder, ResponseHead};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Proto {
+enum Protocol {
     Fcgi,
     Scgi,
     Ajp,
 }
 
-#[derive(Clone, Copy, Debug, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum App {
     Echo,
     Hello,
 }
 
-/// ferrocgi's pure-Rust echo/hello application server.
+/// ferrocgi's pure-Rust echo/hello application server. Words after `--` are ferrocgi options
+/// (`ferrocgi help`), applied after the flags: `-- method=prefork maxchildren=4 daemonize
+/// pidfile=/run/echo.pid`. Without them it is one process (method=threaded).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 struct Args {
     /// Protocol spoken to the web server.
     #[arg(long, value_enum, default_value = "fcgi")]
-    protocol: Proto,
-    /// TCP address to listen on, e.g. 127.0.0.1:9000 or [::1]:9000.
+    protocol: Protocol,
+    /// TCP address to listen on, e.g. 127.0.0.1:9000 or [::1]:9000 (the default when no
+    /// address is given at all).
     #[arg(long, conflicts_with_all = ["socket", "fd"])]
     bind: Option<std::net::SocketAddr>,
     /// Unix socket path to listen on.
@@ -50,8 +56,8 @@ struct Args {
     #[arg(long)]
     fd: Option<i32>,
     /// Permission bits for the Unix socket file, octal (e.g. 660).
-    #[arg(long, value_parser = parse_octal)]
-    socket_mode: Option<u32>,
+    #[arg(long)]
+    socket_mode: Option<String>,
     /// Which application to serve.
     #[arg(long, value_enum, default_value = "echo")]
     app: App,
@@ -70,70 +76,145 @@ struct Args {
     /// Most requests in flight at once.
     #[arg(long, default_value_t = ferrocgi_server::DEFAULT_MAX_IN_FLIGHT)]
     max_in_flight: usize,
-    /// Runtime worker threads (default: one per core).
+    /// Runtime threads per process (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// ferrocgi options as name=value words, after `--`.
+    #[arg(last = true)]
+    options: Vec<String>,
 }
 
-fn parse_octal(s: &str) -> Result<u32, String> {
-    u32::from_str_radix(s, 8).map_err(|_| format!("`{s}` is not an octal mode, e.g. 660"))
+/// The option words for these flags, then the words given after `--` (the last word wins).
+fn words(args: &Args) -> Vec<String> {
+    let protocol = match args.protocol {
+        Protocol::Fcgi => "fcgi",
+        Protocol::Scgi => "scgi",
+        Protocol::Ajp => "ajp",
+    };
+    let mut w = vec![
+        "method=threaded".to_string(),
+        format!("protocol={protocol}"),
+        format!("ajp_packet_size={}", args.ajp_max_packet),
+        format!("ajp_lighttpd_compat={}", args.ajp_lighttpd_compat),
+        format!("multiplex={}", args.multiplex),
+        format!("max_in_flight={}", args.max_in_flight),
+        format!("log_level={}", args.log_level),
+    ];
+    let addressed = args.options.iter().any(|o| {
+        ["host=", "port=", "socket=", "fd="]
+            .iter()
+            .any(|p| o.starts_with(p))
+    });
+    match (&args.bind, &args.socket, args.fd) {
+        (Some(a), _, _) => w.extend([format!("host={}", a.ip()), format!("port={}", a.port())]),
+        (_, Some(p), _) => w.push(format!("socket={}", p.display())),
+        (_, _, Some(fd)) => w.push(format!("fd={fd}")),
+        _ if !addressed => w.extend(["host=127.0.0.1".into(), "port=9000".into()]),
+        _ => {}
+    }
+    w.extend(args.socket_mode.iter().map(|m| format!("socket_mode={m}")));
+    w.extend(args.ajp_secret.iter().map(|s| format!("ajp_secret={s}")));
+    w.extend(args.options.iter().cloned());
+    w
 }
+
+/// The words of this program: options only (the application is chosen by `--app`).
+static ECHO: Command = Command {
+    usage: "Usage: echo [FLAGS] -- [OPTIONS]\n\n\
+            ferrocgi's pure-Rust echo/hello application, served with the server's options.\n",
+    ..options::PLAIN
+};
 
 fn main() {
     let args = Args::parse();
-    ferrocgi_server::logging::init(&args.log_level);
-    if let Err(e) = run(args) {
-        eprintln!("echo: {e}");
-        std::process::exit(1);
+    let opts = match options::parse(words(&args), &ECHO) {
+        Ok(Parsed::Run(opts)) => opts,
+        Ok(Parsed::Help(text)) => {
+            println!("{text}");
+            return;
+        }
+        Ok(Parsed::Version) => {
+            println!("ferrocgi {}", options::VERSION);
+            return;
+        }
+        Err(e) => {
+            eprintln!("echo: {e}");
+            std::process::exit(2);
+        }
+    };
+    let host = RustHost {
+        app: args.app,
+        io_threads: args.workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        }),
+    };
+    std::process::exit(launch::launch(&opts, &host));
+}
+
+/// The pure-Rust host: nothing to load, a plain fork, the handler on the runtime's threads.
+struct RustHost {
+    app: App,
+    io_threads: usize,
+}
+
+/// The handler: one of the two applications.
+enum Apps {
+    Echo(Echo),
+    Hello(Hello),
+}
+
+impl Handler for Apps {
+    async fn handle(&self, req: Request, resp: Responder) {
+        match self {
+            Apps::Echo(a) => a.handle(req, resp).await,
+            Apps::Hello(a) => a.handle(req, resp).await,
+        }
     }
 }
 
-fn run(args: Args) -> std::io::Result<()> {
-    let addr = match (&args.bind, &args.socket, args.fd) {
-        (Some(a), _, _) => BindAddr::Tcp(*a),
-        (_, Some(p), _) => BindAddr::Unix(p.clone()),
-        (_, _, Some(fd)) => BindAddr::Fd(fd),
-        _ => BindAddr::Tcp("127.0.0.1:9000".parse().expect("a valid literal address")),
-    };
-    let unix = UnixSocketOptions {
-        mode: args.socket_mode,
-        owner: None,
-    };
-    let listener = Listener::bind(&addr, &unix, ferrocgi_server::listener::DEFAULT_BACKLOG)?;
-    let mut config = ServerConfig::new(match args.protocol {
-        Proto::Fcgi => Protocol::Fastcgi,
-        Proto::Scgi => Protocol::Scgi,
-        Proto::Ajp => Protocol::Ajp13,
-    });
-    config.fastcgi.multiplex = args.multiplex;
-    config.ajp.lighttpd_body_compat = args.ajp_lighttpd_compat;
-    config.ajp.max_packet = args.ajp_max_packet;
-    config.ajp_secret = args.ajp_secret.map(Bytes::from);
-    config.max_in_flight = args.max_in_flight;
+impl AppHost for RustHost {
+    type Handler = Apps;
 
-    let mut rt = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = args.workers {
-        rt.worker_threads(n);
-    }
-    let rt = rt.enable_all().build()?;
-    rt.block_on(async move {
-        let stop = async {
-            use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate()).expect("installing a signal handler");
-            let mut int = signal(SignalKind::interrupt()).expect("installing a signal handler");
-            tokio::select! {
-                _ = term.recv() => {},
-                _ = int.recv() => {},
-            }
-        };
-        match args.app {
-            App::Echo => Server::new(listener, config, Echo).run(stop).await,
-            App::Hello => Server::new(listener, config, Hello).run(stop).await,
+    fn fork(&self) -> std::io::Result<Forked> {
+        // SAFETY: called before any runtime or thread is started in this process (the
+        // launcher forks from its single-threaded supervisor), so the child may run anything.
+        match unsafe { nix::unistd::fork() }.map_err(std::io::Error::from)? {
+            nix::unistd::ForkResult::Child => Ok(Forked::Child),
+            nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child.as_raw())),
         }
-    })
+    }
+
+    fn load(&self) -> bool {
+        true
+    }
+
+    fn start(
+        &self,
+        _opts: &Options,
+        role: Role,
+        _on_wedged: OnWedged,
+    ) -> std::io::Result<Serving<Apps>> {
+        let handler = match self.app {
+            App::Echo => Apps::Echo(Echo),
+            App::Hello => Apps::Hello(Hello),
+        };
+        Ok(Serving {
+            handler,
+            io_threads: if role == Role::Cgi {
+                0
+            } else {
+                self.io_threads
+            },
+            wait_ended: Box::new(|_| true),
+        })
+    }
+
+    fn unlocked<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        f()
+    }
 }
 
 struct Hello;

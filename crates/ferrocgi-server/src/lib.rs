@@ -8,9 +8,14 @@
 //! * [`listener`]: TCP, Unix-socket and inherited-fd listeners.
 //! * [`Server`] (in `server`): the accept loop, connection and request limits, graceful stop.
 //! * [`logging`]: the log every ferrocgi process writes.
+//! * [`options`]: every option of the server, parsed and validated in one table, which the
+//!   host's command ([`options::Command`]) extends with its own words.
+//! * [`process`]: the start-up ([`process::launch`]: listener, daemon, pid file, privilege
+//!   drop, process model, reload, CGI) and the process models it runs.
 //! * `conn`: the per-connection loop and the adapters over each protocol's state machine.
 //!
-//! The crate knows nothing about Python; the WSGI host is a [`Handler`] like any other.
+//! The crate knows nothing about Python; the WSGI host is a [`Handler`] like any other, and an
+//! [`process::launch::AppHost`] for start-up. `examples/echo.rs` is a host without Python.
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 

@@ -47,7 +47,7 @@ pub struct ServerConfig {
     pub graceful_timeout: Duration,
     /// TCP peers allowed to connect (addresses and CIDR ranges); empty: anyone. Unix-socket
     /// peers are governed by the socket file's permissions instead.
-    pub allow_from: Vec<crate::options::IpNet>,
+    pub allow_from: Vec<crate::listener::IpNet>,
     /// A kept-alive connection with no request for this long is closed.
     pub idle_timeout: Option<Duration>,
     /// A request head or body that stops arriving for this long ends its connection (a

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ferrocgi import _ferrocgi
+from ferrocgi import _ferrocgi, _words
 
 __all__ = ["run", "runfastcgi"]
 
@@ -46,21 +46,11 @@ def run(words: Sequence[str]) -> int:
     return int(_ferrocgi.main(words, FLAVOR, loader=load_application))
 
 
-def _word(value: Any) -> str:
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    return str(value)
-
-
 def runfastcgi(argset: Sequence[str] = (), **kwargs: Any) -> None:
     """Django's ``runfastcgi(argset=[], **kwargs)``: serve the project (settings from
     ``DJANGO_SETTINGS_MODULE``). Keywords become ``key=value`` words (``None`` is dropped,
     booleans are ``true``/``false``); ``argset`` words follow and win. A non-zero exit status
     raises ``SystemExit``."""
-    words: list[str] = [f"{k}={_word(v)}" for k, v in kwargs.items() if v is not None]
-    words.extend(argset)
-    status = run(words)
+    status = run([*_words.words(kwargs), *argset])
     if status:
         raise SystemExit(status)

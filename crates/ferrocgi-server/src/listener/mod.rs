@@ -3,6 +3,10 @@
 //! Binding happens before the async runtime exists (a prefork supervisor binds once, then
 //! forks), so listeners hold `std` sockets and are turned into tokio ones by [`crate::Server`].
 
+mod ipnet;
+
+pub use ipnet::IpNet;
+
 use std::fmt;
 use std::fs;
 use std::io;

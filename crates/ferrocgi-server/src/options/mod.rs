@@ -2,16 +2,18 @@
 //!
 //! # Theory of operation
 //!
-//! Every way of starting ferrocgi hands its words to [`parse`]: the `ferrocgi` console script
-//! forwards `sys.argv[1:]` ([`Flavor::Cli`]), Django's `manage.py runfcgi key=value …` and
-//! `runfastcgi(argset, **kwargs)` forward `key=value` words ([`Flavor::Django`]). So defaults,
-//! validation and error messages are the same everywhere; Python only forwards strings.
+//! Every way of starting ferrocgi hands its words to [`parse`], with the [`Command`] the host
+//! describes it by: the `ferrocgi` console script forwards `sys.argv[1:]` (a command with an
+//! APP), Django's `manage.py runfcgi key=value …` and `runfastcgi(argset, **kwargs)` forward
+//! `key=value` words (no APP, Django's daemonize rule), `ferrocgi.serve()` and the pure-Rust
+//! example theirs. So defaults, validation and error messages are the same everywhere; the
+//! host only forwards strings, and adds its own options (`pythonpath`) as rows of the table.
 //!
 //! Parsing runs in four steps:
 //!
 //! 1. **Words to settings.** Each word is `--name VALUE`, `--name=VALUE`, Django's
 //!    `name=VALUE`, a bare boolean name (`daemonize`, `--debug`: true), `help`/`--help`/`-h`,
-//!    `--version`/`-V`, or (CLI only) the APP. Names ignore case, dashes and underscores
+//!    `--version`/`-V`, or the command's positional word (the Python CLI's APP). Names ignore case, dashes and underscores
 //!    (`--max-body`, `max_body=`, `MAXREQUESTS=`, `--max-requests`). Help wins over any error
 //!    elsewhere on the line, so `runfcgi port=http help` still prints help. In the CLI, a
 //!    bare word is the APP unless it is `help` or a boolean option's name (write
@@ -50,8 +52,9 @@
 //! * `port` without `host` listens on 127.0.0.1. Django refused that combination, so no
 //!   working command changes meaning; loopback is the safe guess (the web server is usually on
 //!   the same machine). Say `host=0.0.0.0` or `host=::` to listen on every interface.
-//! * `daemonize` unset: Django flavor detaches iff host/port or socket is given (Django's
-//!   rule; an inherited `fd` does not count); CLI flavor stays in the foreground.
+//! * `daemonize` unset: a command with [`Command::detach_when_addressed`] (Django's) detaches
+//!   iff host/port or socket is given (an inherited `fd` does not count); others stay in the
+//!   foreground.
 //! * `threads` unset: prefork → 1 per worker; threaded → `maxchildren` if it was given (in
 //!   Django, maxchildren was the threaded server's thread limit), else 16.
 //! * `max_body` defaults to 1 GiB (413 past it; `max_body=unlimited` lifts it): a safe bound
@@ -63,17 +66,20 @@
 //!   against the directory ferrocgi was started in by [`parse`] ([`Options::resolve_paths`]):
 //!   Django wrote `pidfile=django.pid` after changing to `workdir=/`.
 
+mod command;
 mod table;
 mod values;
 
 #[cfg(test)]
 mod tests;
 
+pub use command::{Command, HostOption, Positional, PLAIN};
 pub use values::{
-    parse_bool, parse_duration, parse_octal, parse_size, Account, AppRef, IpNet, SocketOwner,
+    non_empty, parse_bool, parse_duration, parse_octal, parse_size, Account, SocketOwner,
 };
 
 use crate::handler::Protocol;
+pub use crate::listener::IpNet;
 use crate::listener::{BindAddr, UnixSocketOptions};
 use crate::server::{
     ServerConfig, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
@@ -84,7 +90,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use table::{Kind, OPTIONS};
+use table::{Kind, Row, Table, OPTIONS};
 
 /// ferrocgi's version, for [`Parsed::Version`].
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -101,16 +107,6 @@ pub const MAX_SOCKET_PATH: usize = 107;
 pub const AJP_PACKET_SIZES: std::ops::RangeInclusive<usize> =
     ferrocgi_proto::ajp13::limits::DEFAULT_MAX_PACKET
         ..=ferrocgi_proto::ajp13::limits::MAX_PACKET_LIMIT;
-
-/// Which entry point the words come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Flavor {
-    /// `ferrocgi [OPTIONS] APP`: an APP is required; `daemonize` defaults to false.
-    Cli,
-    /// `manage.py runfcgi` / `runfastcgi()`: no APP (Django's settings name it); `daemonize`
-    /// unset means true iff host/port or socket is given.
-    Django,
-}
 
 /// `method=`: how requests are spread over processes and threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -188,9 +184,9 @@ pub(crate) fn parse_log_level(s: &str) -> Result<LogLevel, String> {
     }
 }
 
-/// Every option, typed. `Default` gives the documented defaults for [`Flavor::Cli`] (and for
-/// Django with no address); [`parse`] also resolves `daemonize` and `threads`, whose defaults
-/// depend on other options.
+/// Every option, typed. `Default` gives the documented defaults (for Django's runfcgi: with no
+/// address); [`parse`] also resolves `daemonize` and `threads`, whose defaults depend on other
+/// options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     // ---- Django runfcgi ----
@@ -212,7 +208,7 @@ pub struct Options {
     pub minspare: usize,
     /// `maxchildren`: most worker processes (prefork) or threads (threaded).
     pub maxchildren: usize,
-    /// `daemonize`, resolved (see [`Flavor`]).
+    /// `daemonize`, resolved (see [`Command::detach_when_addressed`]).
     pub daemonize: bool,
     /// `pidfile`.
     pub pidfile: Option<PathBuf>,
@@ -227,14 +223,14 @@ pub struct Options {
     /// `umask` (also the Unix socket's mode unless `socket_mode` is set).
     pub umask: u32,
     // ---- ferrocgi ----
-    /// The APP positional of the CLI; `None` for Django (its settings name the app).
-    pub app: Option<AppRef>,
+    /// The command's positional word (the Python CLI's APP), checked by the command.
+    pub positional: Option<String>,
+    /// The values of the command's own options, by canonical name, in the order given.
+    pub host_options: Vec<(&'static str, String)>,
     /// `fd`: an inherited listening socket.
     pub fd: Option<RawFd>,
     /// `script_name`: forced SCRIPT_NAME (mount prefix); `None` = as the web server sends it.
     pub script_name: Option<String>,
-    /// `pythonpath`: directories put first on `sys.path`.
-    pub pythonpath: Vec<PathBuf>,
     /// `log_level`.
     pub log_level: LogLevel,
     /// `socket_mode`: overrides the mode `umask` gives the Unix socket.
@@ -319,10 +315,10 @@ impl Default for Options {
             outlog: None,
             errlog: None,
             umask: 0o022,
-            app: None,
+            positional: None,
+            host_options: Vec::new(),
             fd: None,
             script_name: None,
-            pythonpath: Vec::new(),
             log_level: LogLevel::Info,
             socket_mode: None,
             socket_owner: None,
@@ -399,15 +395,12 @@ pub enum OptionsError {
         /// The closest option, spelled the same way.
         suggestion: String,
     },
-    /// The CLI got no APP.
-    #[error("ferrocgi: missing APP, the WSGI application as module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)")]
-    MissingApp,
-    /// The APP is not `module` or `module:callable`.
-    #[error("ferrocgi: APP {given:?} is not module or module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)")]
-    BadApp {
-        /// The APP as given.
-        given: String,
-    },
+    /// The command's positional word is missing; the command's line.
+    #[error("{0}")]
+    MissingPositional(&'static str),
+    /// The command refused its positional word; its line.
+    #[error("{0}")]
+    BadPositional(String),
     /// A word that has no place here.
     #[error("ferrocgi: unexpected argument {given:?}: {why}")]
     Unexpected {
@@ -447,14 +440,14 @@ fn invalid(
 /// fallback, and makes relative paths absolute against the current directory.
 ///
 /// Non-UTF-8 environment variables are skipped.
-pub fn parse<I, S>(args: I, flavor: Flavor) -> Result<Parsed, OptionsError>
+pub fn parse<I, S>(args: I, command: &Command) -> Result<Parsed, OptionsError>
 where
     I: IntoIterator<Item = S>,
     S: AsRef<str>,
 {
     let env = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)));
-    let mut parsed = parse_with_env(args, env, flavor)?;
+    let mut parsed = parse_with_env(args, env, command)?;
     if let (Parsed::Run(o), Ok(cwd)) = (&mut parsed, std::env::current_dir()) {
         o.resolve_paths(&cwd);
     }
@@ -467,7 +460,7 @@ where
 pub fn parse_with_env<I, S, E, K, V>(
     args: I,
     env: E,
-    flavor: Flavor,
+    command: &Command,
 ) -> Result<Parsed, OptionsError>
 where
     I: IntoIterator<Item = S>,
@@ -477,9 +470,10 @@ where
     V: AsRef<str>,
 {
     let words: Vec<String> = args.into_iter().map(|s| s.as_ref().to_string()).collect();
-    let scan = scan_words(&words, flavor);
+    let table = Table { command };
+    let scan = scan_words(&words, table);
     if scan.help {
-        return Ok(Parsed::Help(help_text(flavor)));
+        return Ok(Parsed::Help(help_text(command)));
     }
     if scan.version {
         return Ok(Parsed::Version);
@@ -489,14 +483,14 @@ where
     }
 
     let mut o = Options::default();
-    let mut given = vec![false; OPTIONS.len()];
+    let mut given = vec![false; table.len()];
     for (idx, value) in &scan.settings {
-        apply(&mut o, *idx, value, None)?;
+        apply(&mut o, table.row(*idx), value, None)?;
         given[*idx] = true;
     }
 
     // The environment fills what the arguments left unset.
-    let addr_from_args = scan.settings.iter().any(|(i, _)| OPTIONS[*i].addr);
+    let addr_from_args = scan.settings.iter().any(|(i, _)| table.row(*i).addr());
     let mut from_env: Vec<(usize, String, String)> = Vec::new();
     let mut web_server_addrs = None;
     for (k, v) in env {
@@ -506,19 +500,20 @@ where
         }
         if k == "FCGI_WEB_SERVER_ADDRS" {
             web_server_addrs = Some(v.to_string());
-        } else if let Some(idx) = k.strip_prefix("FERROCGI_").and_then(table::lookup) {
+        } else if let Some(idx) = k.strip_prefix("FERROCGI_").and_then(|n| table.lookup(n)) {
             from_env.push((idx, v.to_string(), k.to_string()));
         }
     }
     from_env.sort_by_key(|(idx, _, _)| *idx);
     for (idx, value, var) in from_env {
-        if given[idx] || (OPTIONS[idx].addr && addr_from_args) {
+        let row = table.row(idx);
+        if given[idx] || (row.addr() && addr_from_args) {
             continue;
         }
-        if matches!(OPTIONS[idx].kind, Kind::List { .. }) {
-            clear_list(&mut o, idx);
+        if matches!(row.kind(), Kind::List { .. }) {
+            clear_list(&mut o, row);
         }
-        apply(&mut o, idx, &value, Some(var))?;
+        apply(&mut o, row, &value, Some(var))?;
         given[idx] = true;
     }
     let allow_idx = table::lookup("allow_from").expect("allow_from is in the table");
@@ -530,36 +525,16 @@ where
         ));
     }
     if let (Some(v), false) = (web_server_addrs, given[allow_idx]) {
-        apply(&mut o, allow_idx, &v, Some("FCGI_WEB_SERVER_ADDRS".into()))?;
+        let row = table.row(allow_idx);
+        apply(&mut o, row, &v, Some("FCGI_WEB_SERVER_ADDRS".into()))?;
     }
 
-    // The APP.
-    match (flavor, scan.apps.as_slice()) {
-        (_, []) => {}
-        (Flavor::Cli, [app]) => {
-            o.app = Some(
-                app.parse()
-                    .map_err(|()| OptionsError::BadApp { given: app.clone() })?,
-            )
-        }
-        (Flavor::Cli, [_, extra, ..]) => {
-            return Err(OptionsError::Unexpected {
-                given: extra.clone(),
-                why: "only one APP may be given",
-            })
-        }
-        (Flavor::Django, [word, ..]) => {
-            return Err(OptionsError::Unexpected {
-                given: word.clone(),
-                why: DJANGO_NO_APP,
-            })
-        }
-    }
+    o.positional = positional(command, &scan.apps)?;
 
     // Defaults that depend on other options.
     let was_given = |name: &str| given[table::lookup(name).expect("option in the table")];
     if !was_given("daemonize") {
-        o.daemonize = flavor == Flavor::Django
+        o.daemonize = command.detach_when_addressed
             && (o.host.is_some() || o.port.is_some() || o.socket.is_some());
     }
     if !was_given("threads") {
@@ -570,46 +545,66 @@ where
         };
     }
 
-    o.validate(flavor)?;
+    o.validate()?;
     Ok(Parsed::Run(Box::new(o)))
 }
 
-const DJANGO_NO_APP: &str =
-    "runfcgi takes no APP; the application comes from the WSGI_APPLICATION setting";
+/// The command's positional word, checked; at most one.
+fn positional(command: &Command, words: &[String]) -> Result<Option<String>, OptionsError> {
+    let Some(p) = &command.positional else {
+        return match words.first() {
+            Some(word) => Err(OptionsError::Unexpected {
+                given: word.clone(),
+                why: command.no_positional,
+            }),
+            None => Ok(None),
+        };
+    };
+    match words {
+        [] => Err(OptionsError::MissingPositional(p.missing)),
+        [word] => (p.check)(word)
+            .map(|()| Some(word.clone()))
+            .map_err(OptionsError::BadPositional),
+        [_, extra, ..] => Err(OptionsError::Unexpected {
+            given: extra.clone(),
+            why: "only one APP may be given",
+        }),
+    }
+}
 
-fn clear_list(o: &mut Options, idx: usize) {
-    match OPTIONS[idx].name {
-        "pythonpath" => o.pythonpath.clear(),
-        "reload_on" => o.reload_on.clear(),
-        "allow_from" => o.allow_from.clear(),
-        _ => {}
+/// Empties a list option before the environment's value replaces it.
+fn clear_list(o: &mut Options, row: Row<'_>) {
+    match row {
+        Row::Server(s) if s.name == "reload_on" => o.reload_on.clear(),
+        Row::Server(s) if s.name == "allow_from" => o.allow_from.clear(),
+        Row::Server(_) => {}
+        Row::Host(h) => o.host_options.retain(|(name, _)| *name != h.name),
     }
 }
 
 /// Runs an option's setter; list options get one call per separated piece.
 fn apply(
     o: &mut Options,
-    idx: usize,
+    row: Row<'_>,
     value: &str,
     env: Option<String>,
 ) -> Result<(), OptionsError> {
-    let spec = &OPTIONS[idx];
-    let result = match spec.kind {
+    let result = match row.kind() {
         Kind::List { sep } => {
             let pieces: Vec<&str> = value.split(sep).filter(|p| !p.trim().is_empty()).collect();
             if pieces.is_empty() {
-                (spec.set)(o, "")
+                row.set(o, "")
             } else {
-                pieces.into_iter().try_for_each(|p| (spec.set)(o, p.trim()))
+                pieces.into_iter().try_for_each(|p| row.set(o, p.trim()))
             }
         }
-        Kind::Flag | Kind::Value => (spec.set)(o, value),
+        Kind::Flag | Kind::Value => row.set(o, value),
     };
     result.map_err(|problem| OptionsError::Invalid {
-        option: spec.name,
+        option: row.name(),
         env,
         problem,
-        example: spec.example,
+        example: row.example(),
     })
 }
 
@@ -624,13 +619,8 @@ struct Scan {
     error: Option<OptionsError>,
 }
 
-fn scan_words(words: &[String], flavor: Flavor) -> Scan {
+fn scan_words(words: &[String], table: Table<'_>) -> Scan {
     let mut scan = Scan::default();
-    fn fail(scan: &mut Scan, e: OptionsError) {
-        if scan.error.is_none() {
-            scan.error = Some(e);
-        }
-    }
     let mut i = 0;
     let mut rest = false;
     while i < words.len() {
@@ -664,18 +654,18 @@ fn scan_words(words: &[String], flavor: Flavor) -> Scan {
                 scan.help = true;
                 continue;
             }
-            let Some(idx) = table::lookup(name) else {
+            let Some(idx) = table.lookup(name) else {
                 fail(
                     &mut scan,
                     OptionsError::Unknown {
                         given: format!("--{name}"),
-                        suggestion: table::closest(name).flag(),
+                        suggestion: table.closest(name).flag(),
                     },
                 );
                 continue;
             };
-            let spec = &OPTIONS[idx];
-            let value = match (inline, spec.kind) {
+            let row = table.row(idx);
+            let value = match (inline, row.kind()) {
                 (Some(v), _) => v.to_string(),
                 // `--debug` alone is true; `--debug false` takes the next word only when it
                 // is a boolean, so `--debug mysite.wsgi` keeps its APP.
@@ -695,8 +685,8 @@ fn scan_words(words: &[String], flavor: Flavor) -> Scan {
                         fail(
                             &mut scan,
                             OptionsError::MissingValue {
-                                option: spec.name,
-                                example: spec.example,
+                                option: row.name(),
+                                example: row.example(),
                             },
                         );
                         continue;
@@ -723,60 +713,71 @@ fn scan_words(words: &[String], flavor: Flavor) -> Scan {
                 &mut scan,
                 OptionsError::Unknown {
                     given: w.to_string(),
-                    suggestion: table::closest(name).flag(),
+                    suggestion: table.closest(name).flag(),
                 },
             );
         } else if let Some((name, value)) = w.split_once('=') {
-            match table::lookup(name) {
+            match table.lookup(name) {
                 Some(idx) => scan.settings.push((idx, value.to_string())),
                 None => fail(
                     &mut scan,
                     OptionsError::Unknown {
                         given: name.to_string(),
-                        suggestion: table::closest(name).name.to_string(),
+                        suggestion: table.closest(name).name().to_string(),
                     },
                 ),
             }
         } else if table::norm(w) == "help" {
             scan.help = true;
         } else {
-            match (table::lookup(w), flavor) {
-                (Some(idx), _) if OPTIONS[idx].kind == Kind::Flag => {
-                    scan.settings.push((idx, "true".to_string()))
-                }
-                // Django made a bare `port` mean port=True; here it is a missing value.
-                (Some(idx), Flavor::Django) => fail(
-                    &mut scan,
-                    OptionsError::MissingValue {
-                        option: OPTIONS[idx].name,
-                        example: OPTIONS[idx].example,
-                    },
-                ),
-                (_, Flavor::Cli) => scan.apps.push(w.to_string()),
-                (None, Flavor::Django) if w.contains(['.', ':', '/']) => fail(
-                    &mut scan,
-                    OptionsError::Unexpected {
-                        given: w.to_string(),
-                        why: DJANGO_NO_APP,
-                    },
-                ),
-                (None, Flavor::Django) => fail(
-                    &mut scan,
-                    OptionsError::Unknown {
-                        given: w.to_string(),
-                        suggestion: table::closest(w).name.to_string(),
-                    },
-                ),
-            }
+            bare_word(&mut scan, w, table);
         }
     }
     scan
 }
 
+fn fail(scan: &mut Scan, e: OptionsError) {
+    if scan.error.is_none() {
+        scan.error = Some(e);
+    }
+}
+
+/// A word without `=` or dashes: a boolean option (true), else the positional word if the
+/// command takes one, else a mistake.
+fn bare_word(scan: &mut Scan, w: &str, table: Table<'_>) {
+    let takes_positional = table.command.positional.is_some();
+    match table.lookup(w).map(|idx| (idx, table.row(idx))) {
+        Some((idx, row)) if row.kind() == Kind::Flag => scan.settings.push((idx, "true".into())),
+        // Django made a bare `port` mean port=True; here it is a missing value.
+        Some((_, row)) if !takes_positional => fail(
+            scan,
+            OptionsError::MissingValue {
+                option: row.name(),
+                example: row.example(),
+            },
+        ),
+        _ if takes_positional => scan.apps.push(w.to_string()),
+        None if w.contains(['.', ':', '/']) => fail(
+            scan,
+            OptionsError::Unexpected {
+                given: w.to_string(),
+                why: table.command.no_positional,
+            },
+        ),
+        _ => fail(
+            scan,
+            OptionsError::Unknown {
+                given: w.to_string(),
+                suggestion: table.closest(w).name().to_string(),
+            },
+        ),
+    }
+}
+
 impl Options {
     /// Checks every range and cross-field rule; the first problem is the error. [`parse`]
     /// calls it; call it yourself after building or changing `Options` in Rust.
-    pub fn validate(&self, flavor: Flavor) -> Result<(), OptionsError> {
+    pub fn validate(&self) -> Result<(), OptionsError> {
         // One field at a time, in `--help` order.
         if self.ajp_secret.is_some() && self.ajp_secret_file.is_some() {
             return Err(bad(
@@ -923,14 +924,7 @@ impl Options {
                 "method=threaded threads=16 maxchildren=16",
             ));
         }
-        match (flavor, &self.app) {
-            (Flavor::Cli, None) => Err(OptionsError::MissingApp),
-            (Flavor::Django, Some(app)) => Err(OptionsError::Unexpected {
-                given: app.to_string(),
-                why: DJANGO_NO_APP,
-            }),
-            _ => Ok(()),
-        }
+        Ok(())
     }
 
     /// Where to listen; `None` means the listening socket inherited as fd 0
@@ -1005,15 +999,24 @@ impl Options {
         self.outlog.as_mut().map(fix);
         self.errlog.as_mut().map(fix);
         fix(&mut self.workdir);
-        self.pythonpath.iter_mut().for_each(fix);
         self.reload_on.iter_mut().for_each(fix);
     }
 }
 
-/// The `--help` text for an entry point: usage, every option by group with its default and
-/// meaning, and examples for the CLI, `manage.py runfcgi` and `runfastcgi()`.
-pub fn help_text(flavor: Flavor) -> String {
-    table::help_text(flavor)
+/// The `--help` text for a command: its usage, every option by group with its default and
+/// meaning (the command's own among them), and its examples.
+pub fn help_text(command: &Command) -> String {
+    table::help_text(command)
+}
+
+impl Options {
+    /// The values given for one of the command's own options, in order.
+    pub fn host_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.host_options
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// Every option's canonical name (the Django spelling), e.g. for the Python side to check

@@ -6,8 +6,9 @@
 //! `impl Default for Options` (mod.rs). If one changes, change the other (a test compares
 //! them for the simple cases).
 
+use super::command::{Command, HostOption};
 use super::values::{self, Account, SocketOwner};
-use super::{Flavor, Options};
+use super::Options;
 use std::path::PathBuf;
 
 /// The `--help` sections.
@@ -69,22 +70,114 @@ pub(crate) struct Spec {
 }
 
 impl Spec {
-    /// The environment variable: `FERROCGI_` and the name in upper case.
-    pub(crate) fn env_var(&self) -> String {
-        format!("FERROCGI_{}", self.name.to_ascii_uppercase())
+    pub(crate) fn default_for(&self, command: &Command) -> &'static str {
+        match self.name {
+            "daemonize" if command.detach_when_addressed => {
+                "true if host/port or socket is given, else false"
+            }
+            "daemonize" => "false",
+            _ => self.default,
+        }
+    }
+}
+
+/// A row of the one table: one of the server's options, or one of the command's.
+#[derive(Clone, Copy)]
+pub(crate) enum Row<'c> {
+    Server(&'static Spec),
+    Host(&'c HostOption),
+}
+
+impl Row<'_> {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Row::Server(s) => s.name,
+            Row::Host(h) => h.name,
+        }
+    }
+
+    pub(crate) fn kind(self) -> Kind {
+        match self {
+            Row::Server(s) => s.kind,
+            Row::Host(h) => h.list.map_or(Kind::Value, |sep| Kind::List { sep }),
+        }
+    }
+
+    pub(crate) fn example(self) -> &'static str {
+        match self {
+            Row::Server(s) => s.example,
+            Row::Host(h) => h.example,
+        }
+    }
+
+    /// Part of the listening address.
+    pub(crate) fn addr(self) -> bool {
+        matches!(self, Row::Server(s) if s.addr)
     }
 
     /// The long flag: `--` and the name with dashes.
-    pub(crate) fn flag(&self) -> String {
-        format!("--{}", self.name.replace('_', "-"))
+    pub(crate) fn flag(self) -> String {
+        format!("--{}", self.name().replace('_', "-"))
     }
 
-    pub(crate) fn default_for(&self, flavor: Flavor) -> &'static str {
-        match (self.name, flavor) {
-            ("daemonize", Flavor::Django) => "true if host/port or socket is given, else false",
-            ("daemonize", Flavor::Cli) => "false",
-            _ => self.default,
+    /// The environment variable: `FERROCGI_` and the name in upper case.
+    pub(crate) fn env_var(self) -> String {
+        format!("FERROCGI_{}", self.name().to_ascii_uppercase())
+    }
+
+    /// Sets one value (one piece of a list).
+    pub(crate) fn set(self, o: &mut Options, value: &str) -> Result<(), String> {
+        match self {
+            Row::Server(s) => (s.set)(o, value),
+            Row::Host(h) => {
+                (h.check)(value)?;
+                o.host_options.push((h.name, value.to_string()));
+                Ok(())
+            }
         }
+    }
+}
+
+/// The rows of one command: the server's options (same indices as [`OPTIONS`]), then the
+/// command's own.
+#[derive(Clone, Copy)]
+pub(crate) struct Table<'c> {
+    pub command: &'c Command,
+}
+
+impl<'c> Table<'c> {
+    pub(crate) fn len(self) -> usize {
+        OPTIONS.len() + self.command.host_options.len()
+    }
+
+    pub(crate) fn row(self, idx: usize) -> Row<'c> {
+        match OPTIONS.get(idx) {
+            Some(s) => Row::Server(s),
+            None => Row::Host(&self.command.host_options[idx - OPTIONS.len()]),
+        }
+    }
+
+    pub(crate) fn rows(self) -> impl Iterator<Item = Row<'c>> {
+        (0..self.len()).map(move |i| self.row(i))
+    }
+
+    pub(crate) fn lookup(self, name: &str) -> Option<usize> {
+        let n = norm(name);
+        self.rows().position(|r| norm(r.name()) == n)
+    }
+
+    /// The closest option name, for "did you mean": an option the word abbreviates (`prot` →
+    /// `protocol`), else the one at the smallest edit distance.
+    pub(crate) fn closest(self, name: &str) -> Row<'c> {
+        let n = norm(name);
+        if n.len() >= 3 {
+            if let Some(r) = self.rows().find(|r| norm(r.name()).starts_with(&n)) {
+                return r;
+            }
+        }
+        self.rows()
+            .min_by_key(|r| values::levenshtein(&n, &norm(r.name())))
+            .expect("the option table is not empty")
     }
 }
 
@@ -100,21 +193,6 @@ pub(crate) fn norm(name: &str) -> String {
 pub(crate) fn lookup(name: &str) -> Option<usize> {
     let n = norm(name);
     OPTIONS.iter().position(|s| norm(s.name) == n)
-}
-
-/// The closest option name, for "did you mean": an option the word abbreviates (`prot` →
-/// `protocol`), else the one at the smallest edit distance.
-pub(crate) fn closest(name: &str) -> &'static Spec {
-    let n = norm(name);
-    if n.len() >= 3 {
-        if let Some(s) = OPTIONS.iter().find(|s| norm(s.name).starts_with(&n)) {
-            return s;
-        }
-    }
-    OPTIONS
-        .iter()
-        .min_by_key(|s| values::levenshtein(&n, &norm(s.name)))
-        .expect("the option table is not empty")
 }
 
 fn path(s: &str) -> Result<PathBuf, String> {
@@ -220,9 +298,6 @@ pub(crate) static OPTIONS: &[Spec] = &[
     spec!("script_name", Ferrocgi, Value, "PREFIX", "none", "script_name=/prefix",
         "mount prefix (SCRIPT_NAME) forced on every request, e.g. /prefix or empty; unset: as the web server sends it",
         |o, v| o.script_name = Some(v.to_string())),
-    spec!("pythonpath", Ferrocgi, List { sep: ':' }, "DIR[:DIR]", "none", "pythonpath=/srv/mysite",
-        "directories put first on sys.path (may repeat)",
-        |o, v| paths(&mut o.pythonpath, v)?),
     spec!("log_level", Ferrocgi, Value, "LEVEL", "info", "log_level=debug",
         "error, warn, info, debug or trace",
         |o, v| o.log_level = super::parse_log_level(v)?),
@@ -317,21 +392,9 @@ pub(crate) static OPTIONS: &[Spec] = &[
         |o, v| o.write_timeout = values::optional_duration(v)?),
 ];
 
-/// The `--help` text.
-pub(crate) fn help_text(flavor: Flavor) -> String {
-    let mut out = String::new();
-    match flavor {
-        Flavor::Cli => out.push_str(
-            "Usage: ferrocgi [OPTIONS] APP\n\n\
-             Serves a WSGI application to a web server over FastCGI, SCGI or AJP13.\n\
-             APP is module:callable, or module for module:application (e.g. mysite.wsgi).\n",
-        ),
-        Flavor::Django => out.push_str(
-            "Usage: manage.py runfcgi [options as key=value ...]\n\n\
-             Serves this Django project to a web server over FastCGI, SCGI or AJP13 (ferrocgi).\n\
-             The application comes from the WSGI_APPLICATION setting.\n",
-        ),
-    }
+/// The `--help` text of a command.
+pub(crate) fn help_text(command: &Command) -> String {
+    let mut out = String::from(command.usage);
     out.push_str(
         "\nEvery option may be written name=value, --name=value or --name value; dashes and\n\
          underscores are interchangeable. A boolean given alone (debug, --debug) means true;\n\
@@ -342,22 +405,36 @@ pub(crate) fn help_text(flavor: Flavor) -> String {
     for group in Group::ALL {
         out.push_str(&format!("\n{}:\n", group.title()));
         for s in OPTIONS.iter().filter(|s| s.group == group) {
-            out.push_str(&format!(
-                "  {}={}  ({}, {})  [default: {}]\n",
-                s.name,
-                s.metavar,
-                s.flag(),
-                s.env_var(),
-                s.default_for(flavor)
-            ));
-            out.push_str(&format!("      {}\n", s.help));
+            let default = s.default_for(command);
+            help_entry(&mut out, Row::Server(s), s.metavar, default, s.help);
+        }
+        if group == Group::Ferrocgi {
+            host_entries(&mut out, command);
         }
     }
-    out.push_str(
-        "\nExamples:\n\
-         \x20 ferrocgi --method threaded --port 3033 mysite.wsgi:application\n\
-         \x20 ./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid\n\
-         \x20 runfastcgi(method=\"threaded\", daemonize=\"false\")    # in mysite.fcgi, spawned by the web server\n",
-    );
+    if !command.examples.is_empty() {
+        out.push_str("\nExamples:\n");
+        out.push_str(command.examples);
+    }
     out
+}
+
+fn host_entries(out: &mut String, command: &Command) {
+    if command.host_options.is_empty() {
+        return;
+    }
+    out.push_str(&format!("\n{}:\n", command.host_title));
+    for h in command.host_options {
+        help_entry(out, Row::Host(h), h.metavar, h.default, h.help);
+    }
+}
+
+fn help_entry(out: &mut String, row: Row<'_>, metavar: &str, default: &str, help: &str) {
+    out.push_str(&format!(
+        "  {}={metavar}  ({}, {})  [default: {default}]\n",
+        row.name(),
+        row.flag(),
+        row.env_var()
+    ));
+    out.push_str(&format!("      {help}\n"));
 }

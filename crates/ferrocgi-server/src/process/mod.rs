@@ -3,12 +3,15 @@
 //!
 //! # Layout
 //!
+//! * [`launch`]: the whole start-up (listener, daemon, pid file, privilege drop, application,
+//!   process model, reload, CGI), behind the [`launch::AppHost`] trait a host implements.
 //! * [`runner`]: runs a [`crate::Server`] in this process with the signal plan of its role (a
 //!   threaded server, a prefork worker, a process spawned by the web server).
 //! * [`prefork`]: the supervisor that keeps a pool of worker processes.
 //! * [`daemon`]: detaching, log files, the pid file, dropping privileges.
 //! * [`reexec`]: graceful reload by re-executing the program with the socket inherited.
 //! * [`spawned`]: what file descriptor 0 is when a web server started us.
+//! * [`notify`]: telling systemd of readiness, reloads and stops (`Type=notify`).
 //!
 //! # Signals
 //!
@@ -23,6 +26,7 @@
 //! Note: if this table changes, update docs/production.md.
 
 pub mod daemon;
+pub mod launch;
 pub mod notify;
 pub mod prefork;
 pub mod reexec;

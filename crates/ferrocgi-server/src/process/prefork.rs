@@ -67,7 +67,8 @@ pub enum SupervisorExit {
 /// What a worker process gets from the supervisor.
 #[derive(Debug)]
 pub struct WorkerSetup {
-    /// Write end of the status pipe (see [`super::worker::StatusReporter`]).
+    /// Write end of the status pipe: the worker reports idle, busy and retiring on it (see
+    /// the module doc).
     pub status: OwnedFd,
     /// This worker's number, for logs.
     pub index: u64,
@@ -212,7 +213,7 @@ fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
 fn start_worker(
     index: u64,
     fork: ForkFn<'_>,
-    run_worker: &mut dyn FnMut(WorkerSetup) -> i32,
+    run_worker: RunWorker<'_>,
     flags: &mut Flags,
     workers: &mut Vec<Worker>,
 ) -> io::Result<Worker> {
@@ -261,234 +262,382 @@ fn backoff(n: u32) -> Duration {
         .min(Duration::from_secs(10))
 }
 
+/// What the pool's size calls for, given its idle and total workers (see [`resize`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resize {
+    /// Fork this many workers.
+    Fork(usize),
+    /// Retire this many idle workers.
+    Retire(usize),
+    Keep,
+}
+
+/// The spare-worker rule: fork while fewer than `minspare` are idle (never past
+/// `maxchildren` in all, and not while backing off), retire idle ones beyond `maxspare`.
+fn resize(idle: usize, total: usize, spares: Spares, may_fork: bool) -> Resize {
+    if idle < spares.min && total < spares.max_children && may_fork {
+        Resize::Fork((spares.min - idle).min(spares.max_children - total))
+    } else if idle > spares.max {
+        Resize::Retire(idle - spares.max)
+    } else {
+        Resize::Keep
+    }
+}
+
+/// The pool's size limits; SIGTTIN and SIGTTOU move `min` and `max` by one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Spares {
+    min: usize,
+    max: usize,
+    max_children: usize,
+}
+
+impl Spares {
+    fn new(settings: &PreforkSettings) -> Self {
+        let max_children = settings.maxchildren.max(1);
+        Spares {
+            min: settings.minspare,
+            max: settings.maxspare.max(1),
+            max_children,
+        }
+    }
+
+    /// SIGTTIN: one more spare worker, within `maxchildren`.
+    fn more(&mut self) {
+        self.max = (self.max + 1).min(self.max_children);
+        self.min = (self.min + 1).min(self.max);
+    }
+
+    /// SIGTTOU: one fewer, keeping at least one.
+    fn fewer(&mut self) {
+        self.max = self.max.saturating_sub(1).max(1);
+        self.min = self.min.saturating_sub(1).min(self.max);
+    }
+}
+
+/// The pause after the `n`th worker in a row that died young (100 ms doubling, at most 10 s).
+fn crash_backoff(n: u32) -> Duration {
+    Duration::from_millis(100u64 << n.min(7)).min(Duration::from_secs(10))
+}
+
+/// What the supervisor does after handling the signals of one turn.
+enum Next {
+    /// Sleep until something happens.
+    Wait,
+    /// Go round again at once (a stop just began).
+    Turn,
+    /// Return this.
+    Exit(SupervisorExit),
+}
+
+/// The supervisor's state, one method per step of the module doc's list.
+struct Supervisor<'s> {
+    settings: &'s PreforkSettings,
+    flags: Flags,
+    workers: Vec<Worker>,
+    spares: Spares,
+    old_deadline: Instant,
+    next_index: u64,
+    crashes: u32,
+    backoff_until: Instant,
+    fork_failures: u32,
+    stopping: Option<Instant>,
+    watched: Vec<Option<SystemTime>>,
+    last_watch: Instant,
+}
+
+impl<'s> Supervisor<'s> {
+    fn new(settings: &'s PreforkSettings, old_workers: &[i32]) -> io::Result<Self> {
+        let workers = old_workers
+            .iter()
+            .map(|&pid| Worker {
+                pid,
+                index: 0,
+                state: State::Old,
+                started: Instant::now(),
+                status: None,
+            })
+            .collect();
+        Ok(Supervisor {
+            settings,
+            flags: Flags::install()?,
+            workers,
+            spares: Spares::new(settings),
+            old_deadline: Instant::now() + settings.graceful_timeout,
+            next_index: 1,
+            crashes: 0,
+            backoff_until: Instant::now(),
+            fork_failures: 0,
+            stopping: None,
+            watched: mtimes(&settings.reload_on),
+            last_watch: Instant::now(),
+        })
+    }
+
+    /// Step 1: reaps every dead worker, logging how it died, and backs off when workers die
+    /// young.
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => status,
+            };
+            let Some(pid) = status.pid().map(Pid::as_raw) else {
+                return;
+            };
+            if let Some(i) = self.workers.iter().position(|w| w.pid == pid) {
+                let w = self.workers.swap_remove(i);
+                self.reaped(&w, status);
+            }
+        }
+    }
+
+    fn reaped(&mut self, w: &Worker, status: WaitStatus) {
+        let pid = w.pid;
+        let expected = matches!(w.state, State::Retiring | State::Old) || self.stopping.is_some();
+        if expected && matches!(status, WaitStatus::Exited(_, 0)) {
+            info!(pid, worker = w.index, "worker {}", describe(status));
+            return;
+        }
+        warn!(
+            pid,
+            worker = w.index,
+            "worker {}; replacing it",
+            describe(status)
+        );
+        if w.started.elapsed() >= Duration::from_secs(5) || expected {
+            self.crashes = 0;
+            return;
+        }
+        self.crashes += 1;
+        let delay = crash_backoff(self.crashes);
+        self.backoff_until = Instant::now() + delay;
+        warn!(
+            crashes = self.crashes,
+            ?delay,
+            "workers are dying young; backing off before forking again"
+        );
+    }
+
+    /// While stopping: done when every worker is gone; kills the rest at the deadline.
+    fn stop_step(&mut self, deadline: Instant, now: Instant) -> bool {
+        if self.workers.is_empty() {
+            info!("all workers exited; supervisor stopping");
+            return true;
+        }
+        if now >= deadline {
+            warn!(
+                left = self.workers.len(),
+                "graceful timeout reached; killing the remaining workers"
+            );
+            self.signal_all(Signal::SIGKILL);
+            self.stopping = Some(now + Duration::from_secs(5));
+        }
+        false
+    }
+
+    /// Workers from before a reload that outlived the graceful timeout are killed.
+    fn kill_old(&self, now: Instant) {
+        if now < self.old_deadline {
+            return;
+        }
+        for w in self.workers.iter().filter(|w| w.state == State::Old) {
+            warn!(
+                pid = w.pid,
+                "worker from before the reload is still running; killing it"
+            );
+            signal(w.pid, Signal::SIGKILL);
+        }
+    }
+
+    /// Steps 2 and 3: forks spares or retires extra idle workers.
+    fn keep_size(&mut self, now: Instant, fork: ForkFn<'_>, run_worker: RunWorker<'_>) {
+        let current = self
+            .workers
+            .iter()
+            .filter(|w| w.state != State::Old && w.state != State::Retiring);
+        let idle = current
+            .clone()
+            .filter(|w| matches!(w.state, State::Idle | State::Starting))
+            .count();
+        match resize(
+            idle,
+            current.count(),
+            self.spares,
+            now >= self.backoff_until,
+        ) {
+            Resize::Fork(n) => self.fork_spares(n, fork, run_worker),
+            Resize::Retire(n) => self.retire_extra(n),
+            Resize::Keep => {}
+        }
+    }
+
+    fn fork_spares(&mut self, n: usize, fork: ForkFn<'_>, run_worker: RunWorker<'_>) {
+        for _ in 0..n {
+            let index = self.next_index;
+            self.next_index += 1;
+            match start_worker(index, fork, run_worker, &mut self.flags, &mut self.workers) {
+                Ok(w) => {
+                    self.fork_failures = 0;
+                    self.workers.push(w);
+                }
+                Err(e) => {
+                    // EAGAIN (a process limit), ENOMEM: the pool stays supervised and the
+                    // pid file stays; forking is tried again after a back-off.
+                    self.fork_failures += 1;
+                    let delay = backoff(self.fork_failures);
+                    error!(error = %e, retry_in = ?delay, "cannot start a worker; retrying");
+                    self.backoff_until = Instant::now() + delay;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn retire_extra(&mut self, n: usize) {
+        let maxspare = self.spares.max;
+        let idle = self
+            .workers
+            .iter_mut()
+            .rev()
+            .filter(|w| w.state == State::Idle);
+        for w in idle.take(n) {
+            info!(
+                pid = w.pid,
+                worker = w.index,
+                "more than maxspare={maxspare} idle workers; retiring one"
+            );
+            signal(w.pid, Signal::SIGTERM);
+            w.state = State::Retiring;
+        }
+    }
+
+    fn signal_all(&self, sig: Signal) {
+        for w in &self.workers {
+            signal(w.pid, sig);
+        }
+    }
+
+    /// Step 4: the signals and the `reload_on` files.
+    fn on_signals(&mut self, reopen_logs: &mut dyn FnMut()) -> Next {
+        if take(&self.flags.term) && self.stopping.is_none() {
+            let timeout = self.settings.graceful_timeout;
+            info!(
+                workers = self.workers.len(),
+                ?timeout,
+                "SIGTERM: graceful stop"
+            );
+            return self.begin_stop(Signal::SIGTERM, timeout);
+        }
+        if take(&self.flags.int) {
+            info!("SIGINT: quick stop");
+            return self.begin_stop(Signal::SIGINT, Duration::from_secs(2));
+        }
+        let hup = take(&self.flags.hup);
+        if hup {
+            info!("SIGHUP: reloading");
+        }
+        if (hup || self.reload_on_changed()) && self.stopping.is_none() {
+            super::notify::reloading();
+            self.signal_all(Signal::SIGTERM);
+            let old_workers = self.workers.iter().map(|w| w.pid).collect();
+            self.flags.uninstall();
+            return Next::Exit(SupervisorExit::Reload { old_workers });
+        }
+        if take(&self.flags.usr1) {
+            info!("SIGUSR1: reopening log files");
+            reopen_logs();
+            self.signal_all(Signal::SIGUSR1);
+        }
+        if take(&self.flags.ttin) {
+            self.spares.more();
+            info!(
+                minspare = self.spares.min,
+                maxspare = self.spares.max,
+                "SIGTTIN: one more worker"
+            );
+        }
+        if take(&self.flags.ttou) {
+            self.spares.fewer();
+            info!(
+                minspare = self.spares.min,
+                maxspare = self.spares.max,
+                "SIGTTOU: one fewer worker"
+            );
+        }
+        Next::Wait
+    }
+
+    fn begin_stop(&mut self, sig: Signal, timeout: Duration) -> Next {
+        super::notify::stopping();
+        self.signal_all(sig);
+        self.stopping = Some(Instant::now() + timeout);
+        Next::Turn
+    }
+
+    /// A `reload_on` file's modification time changed (checked at most once a second).
+    fn reload_on_changed(&mut self) -> bool {
+        let files = &self.settings.reload_on;
+        if self.stopping.is_some()
+            || files.is_empty()
+            || self.last_watch.elapsed() < Duration::from_secs(1)
+        {
+            return false;
+        }
+        self.last_watch = Instant::now();
+        let now = mtimes(files);
+        if now == self.watched {
+            return false;
+        }
+        info!(?files, "a reload_on file changed: reloading");
+        self.watched = now;
+        true
+    }
+}
+
+/// What a forked worker runs; returns its exit status.
+type RunWorker<'a> = &'a mut dyn FnMut(WorkerSetup) -> i32;
+
 /// Runs the pool until a stop or a reload. `run_worker` runs in each forked worker and returns
 /// its exit status; `reopen_logs` runs on SIGUSR1. `old_workers` are draining workers of the
 /// previous generation (after a reload).
 pub fn supervise(
     settings: &PreforkSettings,
     fork: ForkFn<'_>,
-    run_worker: &mut dyn FnMut(WorkerSetup) -> i32,
+    run_worker: RunWorker<'_>,
     reopen_logs: &mut dyn FnMut(),
     old_workers: &[i32],
 ) -> io::Result<SupervisorExit> {
-    let mut flags = Flags::install()?;
+    let mut sup = Supervisor::new(settings, old_workers)?;
     // Ready once the handlers are in place: a stop systemd sends from here on finds them.
     super::notify::ready(&format!(
         "prefork: {}..{} spare workers, at most {}",
         settings.minspare, settings.maxspare, settings.maxchildren
     ));
-    let mut minspare = settings.minspare;
-    let mut maxspare = settings.maxspare.max(1);
-    let maxchildren = settings.maxchildren.max(1);
-    let mut workers: Vec<Worker> = old_workers
-        .iter()
-        .map(|&pid| Worker {
-            pid,
-            index: 0,
-            state: State::Old,
-            started: Instant::now(),
-            status: None,
-        })
-        .collect();
-    let old_deadline = Instant::now() + settings.graceful_timeout;
-    let mut next_index: u64 = 1;
-    let mut crashes: u32 = 0;
-    let mut backoff_until = Instant::now();
-    let mut fork_failures: u32 = 0;
-    let mut stopping: Option<Instant> = None;
-    let mut watched = mtimes(&settings.reload_on);
-    let mut last_watch = Instant::now();
+    let s = sup.spares;
     info!(
-        minspare,
-        maxspare,
-        maxchildren,
+        minspare = s.min,
+        maxspare = s.max,
+        maxchildren = s.max_children,
         "prefork supervisor started (pid {})",
         std::process::id()
     );
-
     loop {
-        // 1. Reap.
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(status) => {
-                    let Some(pid) = status.pid().map(Pid::as_raw) else {
-                        break;
-                    };
-                    let Some(i) = workers.iter().position(|w| w.pid == pid) else {
-                        continue;
-                    };
-                    let w = workers.swap_remove(i);
-                    let expected =
-                        matches!(w.state, State::Retiring | State::Old) || stopping.is_some();
-                    let clean = matches!(status, WaitStatus::Exited(_, 0));
-                    if expected && clean {
-                        info!(pid, worker = w.index, "worker {}", describe(status));
-                    } else {
-                        warn!(
-                            pid,
-                            worker = w.index,
-                            "worker {}; replacing it",
-                            describe(status)
-                        );
-                        if w.started.elapsed() < Duration::from_secs(5) && !expected {
-                            crashes += 1;
-                            let delay = Duration::from_millis(100u64 << crashes.min(7))
-                                .min(Duration::from_secs(10));
-                            backoff_until = Instant::now() + delay;
-                            warn!(
-                                crashes,
-                                ?delay,
-                                "workers are dying young; backing off before forking again"
-                            );
-                        } else {
-                            crashes = 0;
-                        }
-                    }
-                }
-            }
-        }
+        sup.reap();
         let now = Instant::now();
-
-        // 2. Stopping: wait for the workers, kill them at the deadline.
-        if let Some(deadline) = stopping {
-            if workers.is_empty() {
-                info!("all workers exited; supervisor stopping");
+        if let Some(deadline) = sup.stopping {
+            if sup.stop_step(deadline, now) {
                 return Ok(SupervisorExit::Stopped);
             }
-            if now >= deadline {
-                warn!(
-                    left = workers.len(),
-                    "graceful timeout reached; killing the remaining workers"
-                );
-                for w in &workers {
-                    signal(w.pid, Signal::SIGKILL);
-                }
-                stopping = Some(now + Duration::from_secs(5));
-            }
         } else {
-            // 3. Old generation past its time.
-            if now >= old_deadline {
-                for w in workers.iter().filter(|w| w.state == State::Old) {
-                    warn!(
-                        pid = w.pid,
-                        "worker from before the reload is still running; killing it"
-                    );
-                    signal(w.pid, Signal::SIGKILL);
-                }
-            }
-            // 4. Pool size.
-            let current = workers
-                .iter()
-                .filter(|w| w.state != State::Old && w.state != State::Retiring);
-            let idle = current
-                .clone()
-                .filter(|w| matches!(w.state, State::Idle | State::Starting))
-                .count();
-            let total = current.count();
-            if idle < minspare && total < maxchildren && now >= backoff_until {
-                for _ in 0..(minspare - idle).min(maxchildren - total) {
-                    let index = next_index;
-                    next_index += 1;
-                    match start_worker(index, fork, run_worker, &mut flags, &mut workers) {
-                        Ok(w) => {
-                            fork_failures = 0;
-                            workers.push(w);
-                        }
-                        Err(e) => {
-                            // EAGAIN (a process limit), ENOMEM: the pool stays supervised and
-                            // the pid file stays; forking is tried again after a back-off.
-                            fork_failures += 1;
-                            let delay = backoff(fork_failures);
-                            error!(error = %e, retry_in = ?delay, "cannot start a worker; retrying");
-                            backoff_until = Instant::now() + delay;
-                            break;
-                        }
-                    }
-                }
-            } else if idle > maxspare {
-                let mut extra = idle - maxspare;
-                for w in workers.iter_mut().rev().filter(|w| w.state == State::Idle) {
-                    if extra == 0 {
-                        break;
-                    }
-                    info!(
-                        pid = w.pid,
-                        worker = w.index,
-                        "more than maxspare={maxspare} idle workers; retiring one"
-                    );
-                    signal(w.pid, Signal::SIGTERM);
-                    w.state = State::Retiring;
-                    extra -= 1;
-                }
-            }
+            sup.kill_old(now);
+            sup.keep_size(now, fork, run_worker);
         }
-
-        // 5. Signals.
-        if take(&flags.term) && stopping.is_none() {
-            info!(workers = workers.len(), timeout = ?settings.graceful_timeout, "SIGTERM: graceful stop");
-            super::notify::stopping();
-            for w in &workers {
-                signal(w.pid, Signal::SIGTERM);
-            }
-            stopping = Some(Instant::now() + settings.graceful_timeout);
-            continue;
+        match sup.on_signals(reopen_logs) {
+            Next::Exit(exit) => return Ok(exit),
+            Next::Turn => continue,
+            Next::Wait => wait(&mut sup.flags, &mut sup.workers, sup.stopping)?,
         }
-        if take(&flags.int) {
-            info!("SIGINT: quick stop");
-            super::notify::stopping();
-            for w in &workers {
-                signal(w.pid, Signal::SIGINT);
-            }
-            stopping = Some(Instant::now() + Duration::from_secs(2));
-            continue;
-        }
-        let mut reload = take(&flags.hup);
-        if reload {
-            info!("SIGHUP: reloading");
-        }
-        if stopping.is_none()
-            && !settings.reload_on.is_empty()
-            && last_watch.elapsed() >= Duration::from_secs(1)
-        {
-            last_watch = Instant::now();
-            let now_m = mtimes(&settings.reload_on);
-            if now_m != watched {
-                info!(files = ?settings.reload_on, "a reload_on file changed: reloading");
-                watched = now_m;
-                reload = true;
-            }
-        }
-        if reload && stopping.is_none() {
-            super::notify::reloading();
-            let mut old = Vec::new();
-            for w in &workers {
-                signal(w.pid, Signal::SIGTERM);
-                old.push(w.pid);
-            }
-            flags.uninstall();
-            return Ok(SupervisorExit::Reload { old_workers: old });
-        }
-        if take(&flags.usr1) {
-            info!("SIGUSR1: reopening log files");
-            reopen_logs();
-            for w in &workers {
-                signal(w.pid, Signal::SIGUSR1);
-            }
-        }
-        if take(&flags.ttin) {
-            maxspare = (maxspare + 1).min(maxchildren);
-            minspare = (minspare + 1).min(maxspare);
-            info!(minspare, maxspare, "SIGTTIN: one more worker");
-        }
-        if take(&flags.ttou) {
-            maxspare = maxspare.saturating_sub(1).max(1);
-            minspare = minspare.saturating_sub(1).min(maxspare);
-            info!(minspare, maxspare, "SIGTTOU: one fewer worker");
-        }
-
-        // 6. Wait for something to happen.
-        wait(&mut flags, &mut workers, stopping)?;
     }
 }
 
@@ -577,5 +726,65 @@ pub fn wait_for(pids: &[i32], timeout: Duration) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spares(min: usize, max: usize, max_children: usize) -> Spares {
+        Spares {
+            min,
+            max,
+            max_children,
+        }
+    }
+
+    #[test]
+    fn forks_up_to_minspare_idle_workers_within_maxchildren() {
+        assert_eq!(resize(0, 0, spares(2, 5, 50), true), Resize::Fork(2));
+        assert_eq!(resize(1, 3, spares(2, 5, 50), true), Resize::Fork(1));
+        // 49 of 50 busy: only one more fits.
+        assert_eq!(resize(0, 49, spares(2, 5, 50), true), Resize::Fork(1));
+        assert_eq!(resize(0, 50, spares(2, 5, 50), true), Resize::Keep);
+    }
+
+    #[test]
+    fn forks_nothing_while_backing_off() {
+        assert_eq!(resize(0, 0, spares(2, 5, 50), false), Resize::Keep);
+    }
+
+    #[test]
+    fn retires_idle_workers_beyond_maxspare() {
+        assert_eq!(resize(7, 9, spares(2, 5, 50), true), Resize::Retire(2));
+        assert_eq!(resize(5, 9, spares(2, 5, 50), true), Resize::Keep);
+    }
+
+    #[test]
+    fn ttin_and_ttou_move_the_spares_within_bounds() {
+        let mut s = spares(2, 5, 6);
+        s.more();
+        assert_eq!(s, spares(3, 6, 6));
+        s.more();
+        assert_eq!(s, spares(4, 6, 6), "maxspare never passes maxchildren");
+        let mut s = spares(0, 1, 6);
+        s.fewer();
+        assert_eq!(s, spares(0, 1, 6), "at least one spare is kept");
+    }
+
+    #[test]
+    fn crash_backoff_doubles_up_to_ten_seconds() {
+        assert_eq!(crash_backoff(1), Duration::from_millis(200));
+        assert_eq!(crash_backoff(2), Duration::from_millis(400));
+        assert_eq!(crash_backoff(7), Duration::from_secs(10));
+        assert_eq!(crash_backoff(30), Duration::from_secs(10));
+    }
+
+    #[test]
+    fn fork_failure_backoff_starts_at_200ms_and_stops_at_ten_seconds() {
+        assert_eq!(backoff(1), Duration::from_millis(200));
+        assert_eq!(backoff(3), Duration::from_millis(800));
+        assert_eq!(backoff(20), Duration::from_secs(10));
     }
 }

@@ -121,10 +121,10 @@ pub fn run<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
             .build()?
     };
     let end = if plan.io_threads == 0 {
-        rt.block_on(serve(server, plan))
+        rt.block_on(drive(server, plan))
     } else {
         // On a runtime thread, not this one: every wake-up stays on the pool's threads.
-        rt.block_on(async { tokio::spawn(serve(server, plan)).await })
+        rt.block_on(async { tokio::spawn(drive(server, plan)).await })
             .unwrap_or_else(|e| Err(io::Error::other(format!("the server task failed: {e}"))))
     };
     // Tasks still blocked (a handler waiting on an application thread) must not hold the exit.
@@ -132,16 +132,194 @@ pub fn run<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
     end
 }
 
-async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEnd> {
+/// A worker's server takes only as many requests as the plan allows.
+fn limit<H: Handler>(server: Server<H>, plan: &RunPlan) -> Server<H> {
     let server = match plan.accept_below {
         Some(n) => server.accept_only_below(n),
         None => server,
     };
-    let server = match plan.maxrequests {
+    match plan.maxrequests {
         0 => server,
         n => server.accept_until_started(n),
-    };
-    let status = match plan.status {
+    }
+}
+
+/// The signals this process acts on, installed together.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> io::Result<Self> {
+        let signals = Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        };
+        // A freshly forked worker starts with these blocked (see prefork); its handlers are
+        // in place now, so anything that arrived meanwhile is delivered to them.
+        let _ = nix::sys::signal::pthread_sigmask(
+            nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
+            Some(&super::prefork::worker_signals()),
+            None,
+        );
+        Ok(signals)
+    }
+}
+
+/// Load reports to the supervisor, from a thread of their own: a handler may hold the
+/// runtime's thread for a whole request (the inline runner), and the supervisor must still
+/// learn the worker is busy.
+fn start_load_reports<H: Handler>(server: &Server<H>, status: &UnixStream) -> io::Result<()> {
+    let reporter = status.try_clone()?;
+    let load = server.load();
+    let rt = tokio::runtime::Handle::current();
+    std::thread::Builder::new()
+        .name("ferrocgi-status".into())
+        .spawn(move || report_load(&reporter, load, &rt))?;
+    Ok(())
+}
+
+/// Retirement after maxrequests, counted as requests start (so no request starts past the
+/// limit while the retirement is on its way): the receiver turns true then. `None`: no limit.
+fn retirement<H: Handler>(
+    server: &Server<H>,
+    maxrequests: u64,
+) -> Option<tokio::sync::watch::Receiver<bool>> {
+    if maxrequests == 0 {
+        return None;
+    }
+    let (retire_tx, retire_rx) = tokio::sync::watch::channel(false);
+    let mut load = server.load();
+    tokio::spawn(async move {
+        if load.wait_for(|l| l.started >= maxrequests).await.is_ok() {
+            let _ = retire_tx.send(true);
+        }
+    });
+    Some(retire_rx)
+}
+
+/// Resolves when the retirement is due; never without a limit.
+async fn retirement_due(retire: &mut Option<tokio::sync::watch::Receiver<bool>>) {
+    match retire {
+        Some(r) => {
+            let _ = r.wait_for(|due| *due).await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// What ends a run, other than SIGINT: watched until one of them happens.
+struct Watch {
+    reload: bool,
+    reopen: Option<ReopenLogs>,
+    watch_reload: Vec<PathBuf>,
+    watch_exit: Vec<PathBuf>,
+    restart: Option<Arc<tokio::sync::Notify>>,
+    retire: Option<tokio::sync::watch::Receiver<bool>>,
+    maxrequests: u64,
+}
+
+impl Watch {
+    fn new(plan: &RunPlan, retire: Option<tokio::sync::watch::Receiver<bool>>) -> Self {
+        Watch {
+            reload: plan.reload,
+            reopen: plan.reopen_logs.clone(),
+            watch_reload: if plan.reload {
+                plan.reload_on.clone()
+            } else {
+                Vec::new()
+            },
+            watch_exit: plan.exit_on_change.clone(),
+            restart: plan.restart.clone(),
+            retire,
+            maxrequests: plan.maxrequests,
+        }
+    }
+
+    /// Waits for the reason to end, acting on SIGUSR1 and ignored SIGHUPs meanwhile.
+    async fn until_end(
+        &mut self,
+        term: &mut tokio::signal::unix::Signal,
+        hup: &mut tokio::signal::unix::Signal,
+        usr1: &mut tokio::signal::unix::Signal,
+    ) -> (Why, Stop) {
+        let seen_reload = mtimes(&self.watch_reload);
+        let seen_exit = mtimes(&self.watch_exit);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let watching = !self.watch_reload.is_empty() || !self.watch_exit.is_empty();
+        let restart = self.restart.clone();
+        let mut retire = self.retire.clone();
+        loop {
+            tokio::select! {
+                _ = term.recv() => {
+                    info!("SIGTERM: graceful stop");
+                    return (Why::Stopped, Stop::Close);
+                }
+                _ = hup.recv() => {
+                    if self.reload {
+                        info!("SIGHUP: graceful reload");
+                        return (Why::Reload, Stop::KeepListener);
+                    }
+                    debug!("SIGHUP ignored (the supervisor reloads)");
+                }
+                _ = usr1.recv() => {
+                    info!("SIGUSR1: reopening log files");
+                    if let Some(f) = &self.reopen {
+                        f();
+                    }
+                }
+                _ = async { match &restart { Some(n) => n.notified().await, None => std::future::pending().await } } => {
+                    return self.restart_end();
+                }
+                _ = retirement_due(&mut retire) => {
+                    info!(maxrequests = self.maxrequests, "served maxrequests; retiring");
+                    return (Why::Retired, Stop::Retire);
+                }
+                _ = tick.tick(), if watching => {
+                    if let Some(end) = self.files_changed(&seen_reload, &seen_exit) {
+                        return end;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The host gave up on a wedged request: reload if this process may, else stop.
+    fn restart_end(&self) -> (Why, Stop) {
+        if self.reload {
+            info!("restarting the process (graceful reload)");
+            return (Why::Reload, Stop::KeepListener);
+        }
+        info!("stopping the process");
+        (Why::Stopped, Stop::Close)
+    }
+
+    fn files_changed(
+        &self,
+        seen_reload: &[Option<SystemTime>],
+        seen_exit: &[Option<SystemTime>],
+    ) -> Option<(Why, Stop)> {
+        if mtimes(&self.watch_reload) != seen_reload {
+            info!(files = ?self.watch_reload, "a reload_on file changed: graceful reload");
+            return Some((Why::Reload, Stop::KeepListener));
+        }
+        if mtimes(&self.watch_exit) != seen_exit {
+            info!(files = ?self.watch_exit, "the script changed: finishing requests, then exiting so the web server starts the new code");
+            return Some((Why::Stopped, Stop::Close));
+        }
+        None
+    }
+}
+
+/// The run on the runtime: signals installed, then the server until the end the plan allows.
+async fn drive<H: Handler>(server: Server<H>, mut plan: RunPlan) -> io::Result<RunEnd> {
+    let server = limit(server, &plan);
+    let status = match plan.status.take() {
         Some(fd) => {
             let s = UnixStream::from(fd);
             s.set_nonblocking(true)?;
@@ -149,103 +327,24 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         }
         None => None,
     };
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    // A freshly forked worker starts with these blocked (see prefork); its handlers are in
-    // place now, so anything that arrived meanwhile is delivered to them.
-    let _ = nix::sys::signal::pthread_sigmask(
-        nix::sys::signal::SigmaskHow::SIG_UNBLOCK,
-        Some(&super::prefork::worker_signals()),
-        None,
-    );
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+        mut usr1,
+    } = Signals::install()?;
     // Ready only now: a stop systemd sends from here on finds the handlers.
-    if let Some(status) = &plan.ready_status {
-        super::notify::ready(status);
+    if let Some(ready) = &plan.ready_status {
+        super::notify::ready(ready);
     }
-
-    // Load reports to the supervisor, from a thread of their own: a handler may hold the
-    // runtime's thread for a whole request (the inline runner), and the supervisor must still
-    // learn the worker is busy.
-    if let Some(reporter) = status.as_ref().map(UnixStream::try_clone).transpose()? {
-        let load = server.load();
-        let rt = tokio::runtime::Handle::current();
-        std::thread::Builder::new()
-            .name("ferrocgi-status".into())
-            .spawn(move || report_load(&reporter, load, &rt))?;
+    if let Some(s) = &status {
+        start_load_reports(&server, s)?;
     }
-    // Retirement after maxrequests, counted as requests start (so no request starts past the
-    // limit while the retirement is on its way).
-    let (retire_tx, mut retire_rx) = tokio::sync::watch::channel(false);
-    let maxrequests = plan.maxrequests;
-    if maxrequests > 0 {
-        let mut load = server.load();
-        tokio::spawn(async move {
-            if load.wait_for(|l| l.started >= maxrequests).await.is_ok() {
-                let _ = retire_tx.send(true);
-            }
-        });
-    }
-
+    let mut watch = Watch::new(&plan, retirement(&server, plan.maxrequests));
     let why = Mutex::new(Why::Stopped);
     let notify = plan.notify;
-    let reload = plan.reload;
-    let reopen = plan.reopen_logs.clone();
-    let watch_reload = if reload {
-        plan.reload_on.clone()
-    } else {
-        Vec::new()
-    };
-    let watch_exit = plan.exit_on_change.clone();
-    let restart = plan.restart.clone();
     let stop = async {
-        let seen_reload = mtimes(&watch_reload);
-        let seen_exit = mtimes(&watch_exit);
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        let (w, how) = loop {
-            tokio::select! {
-                _ = term.recv() => {
-                    info!("SIGTERM: graceful stop");
-                    break (Why::Stopped, Stop::Close);
-                }
-                _ = hup.recv() => {
-                    if reload {
-                        info!("SIGHUP: graceful reload");
-                        break (Why::Reload, Stop::KeepListener);
-                    }
-                    debug!("SIGHUP ignored (the supervisor reloads)");
-                }
-                _ = usr1.recv() => {
-                    info!("SIGUSR1: reopening log files");
-                    if let Some(f) = &reopen {
-                        f();
-                    }
-                }
-                _ = async { match &restart { Some(n) => n.notified().await, None => std::future::pending().await } } => {
-                    if reload {
-                        info!("restarting the process (graceful reload)");
-                        break (Why::Reload, Stop::KeepListener);
-                    }
-                    info!("stopping the process");
-                    break (Why::Stopped, Stop::Close);
-                }
-                _ = retire_rx.wait_for(|r| *r) => {
-                    info!(maxrequests, "served maxrequests; retiring");
-                    break (Why::Retired, Stop::Retire);
-                }
-                _ = tick.tick(), if !watch_reload.is_empty() || !watch_exit.is_empty() => {
-                    if mtimes(&watch_reload) != seen_reload {
-                        info!(files = ?watch_reload, "a reload_on file changed: graceful reload");
-                        break (Why::Reload, Stop::KeepListener);
-                    }
-                    if mtimes(&watch_exit) != seen_exit {
-                        info!(files = ?watch_exit, "the script changed: finishing requests, then exiting so the web server starts the new code");
-                        break (Why::Stopped, Stop::Close);
-                    }
-                }
-            }
-        };
+        let (w, how) = watch.until_end(&mut term, &mut hup, &mut usr1).await;
         report(status.as_ref(), b'R');
         if notify {
             match w {
@@ -260,7 +359,7 @@ async fn serve<H: Handler>(server: Server<H>, plan: RunPlan) -> io::Result<RunEn
         r = server.run_until(stop) => r?,
         _ = int.recv() => {
             info!("SIGINT: quick stop");
-            if plan.notify {
+            if notify {
                 super::notify::stopping();
             }
             return Ok(RunEnd::Stopped);
