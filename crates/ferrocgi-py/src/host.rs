@@ -134,6 +134,36 @@ impl WsgiHandler {
     }
 }
 
+/// The application returned: the head (if not sent yet), the last chunk and the end in one
+/// message, sent without releasing the GIL unless the connection's queue is full.
+fn finish(
+    py: Python<'_>,
+    st: &mut ResponseState,
+    mut resp: Responder,
+    last: Option<Bytes>,
+    uri: &str,
+) {
+    let head = (!st.sent).then(|| {
+        st.head.take().unwrap_or_else(|| {
+            error!(
+                uri,
+                "the application returned without calling start_response; answered 500"
+            );
+            plain(500, "Internal Server Error")
+        })
+    });
+    let batch = Batch {
+        head,
+        data: last.unwrap_or_default(),
+        end: true,
+    };
+    if let Ok(TrySend::Full(batch)) = resp.try_send(batch) {
+        response::wait_for_loop(py, || {
+            let _ = resp.blocking_send_batch(batch);
+        });
+    }
+}
+
 fn plain(status: u16, reason: &'static str) -> ResponseHead {
     ResponseHead::new(status, reason).header("Content-Type", "text/plain; charset=utf-8")
 }
@@ -352,71 +382,53 @@ impl Host {
         drop(watched);
         let mut st = lock(&state);
         let st = &mut *st;
-        let Some(mut resp) = st.responder.take() else {
+        let Some(resp) = st.responder.take() else {
             return;
         };
         match outcome {
-            Ok(last) => {
-                // The head (if not sent yet), the last chunk and the end in one message, sent
-                // without releasing the GIL unless the connection's queue is full.
-                let head = (!st.sent).then(|| {
-                    st.head.take().unwrap_or_else(|| {
-                        error!(
-                            uri,
-                            "the application returned without calling start_response; answered 500"
-                        );
-                        plain(500, "Internal Server Error")
-                    })
-                });
-                let batch = Batch {
-                    head,
-                    data: last.unwrap_or_default(),
-                    end: true,
-                };
-                if let Ok(TrySend::Full(batch)) = resp.try_send(batch) {
-                    response::wait_for_loop(py, || {
-                        let _ = resp.blocking_send_batch(batch);
-                    });
-                }
-            }
-            Err(e) if e.is_instance_of::<RequestTimeout>(py) => {
-                // The watchdog logged the stack already.
-                let sent = st.sent;
-                response::wait_for_loop(py, || {
-                    if sent {
-                        resp.blocking_fail();
-                    } else {
-                        let _ = resp.blocking_start(plain(504, "Gateway Timeout"));
-                        let _ = resp.blocking_write(Bytes::from_static(b"request timed out\n"));
-                        let _ = resp.blocking_finish();
-                    }
-                });
-            }
-            Err(e) if e.is_instance_of::<ClientDisconnected>(py) => {
-                info!(uri, peer = %peer, "client went away: {e}");
-                response::wait_for_loop(py, || resp.blocking_fail());
-            }
-            Err(e) => {
-                let tb = format_traceback(py, &e);
-                error!(uri, peer = %peer, "application error:\n{tb}");
-                let sent = st.sent;
-                response::wait_for_loop(py, || {
-                    if sent {
-                        // The head is out: the front end must learn the response is cut short.
-                        resp.blocking_fail();
-                    } else {
-                        let body = if self.settings.debug {
-                            format!("Internal Server Error\n\n{tb}")
-                        } else {
-                            "Internal Server Error\n".to_string()
-                        };
-                        let _ = resp.blocking_start(plain(500, "Internal Server Error"));
-                        let _ = resp.blocking_write(Bytes::from(body));
-                        let _ = resp.blocking_finish();
-                    }
-                });
-            }
+            Ok(last) => finish(py, st, resp, last, &uri),
+            Err(e) => self.answer_error(py, &e, st.sent, resp, &uri, &peer),
         }
+    }
+
+    /// The application raised: a timeout (504), a client that left, or an error (500, with
+    /// the traceback in debug mode); a response already started is cut short instead.
+    fn answer_error(
+        &self,
+        py: Python<'_>,
+        e: &PyErr,
+        sent: bool,
+        mut resp: Responder,
+        uri: &str,
+        peer: &str,
+    ) {
+        if e.is_instance_of::<ClientDisconnected>(py) {
+            info!(uri, peer = %peer, "client went away: {e}");
+            return response::wait_for_loop(py, || resp.blocking_fail());
+        }
+        let (status, reason, body) = if e.is_instance_of::<RequestTimeout>(py) {
+            // The watchdog logged the stack already.
+            (504, "Gateway Timeout", "request timed out\n".to_string())
+        } else {
+            let tb = format_traceback(py, e);
+            error!(uri, peer = %peer, "application error:\n{tb}");
+            let body = if self.settings.debug {
+                format!("Internal Server Error\n\n{tb}")
+            } else {
+                "Internal Server Error\n".to_string()
+            };
+            (500, "Internal Server Error", body)
+        };
+        response::wait_for_loop(py, || {
+            if sent {
+                // The head is out: the front end must learn the response is cut short.
+                resp.blocking_fail();
+            } else {
+                let _ = resp.blocking_start(plain(status, reason));
+                let _ = resp.blocking_write(Bytes::from(body));
+                let _ = resp.blocking_finish();
+            }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]
