@@ -118,6 +118,25 @@ pub(crate) fn forward_request(payload: Bytes, config: &Config) -> Result<Forward
         is_ssl: r.u8()? != 0,
         ..ForwardRequest::default()
     };
+    read_headers(&mut r, config, &mut req)?;
+    read_attributes(&mut r, config, &mut req)?;
+    if !r.is_empty() {
+        return Err(Error::TrailingBytes);
+    }
+    req.method = match method {
+        Some(m) => Bytes::from_static(m.as_bytes()),
+        None => req
+            .stored_method
+            .clone()
+            .filter(|m| !m.is_empty())
+            .ok_or(Error::MissingStoredMethod)?,
+    };
+    body_framing(&mut req)?;
+    Ok(req)
+}
+
+/// The header count and the headers (coded names or strings).
+fn read_headers(r: &mut Reader, config: &Config, req: &mut ForwardRequest) -> Result<(), Error> {
     let num_headers = usize::from(r.u16()?);
     if num_headers > config.max_headers {
         return Err(Error::TooManyHeaders);
@@ -141,9 +160,14 @@ pub(crate) fn forward_request(payload: Bytes, config: &Config) -> Result<Forward
         let value = r.string()?.unwrap_or_default();
         req.headers.push((name, value));
     }
+    Ok(())
+}
+
+/// The attributes, up to ARE_DONE.
+fn read_attributes(r: &mut Reader, config: &Config, req: &mut ForwardRequest) -> Result<(), Error> {
     loop {
         match r.u8()? {
-            attr::ARE_DONE => break,
+            attr::ARE_DONE => return Ok(()),
             attr::CONTEXT => req.context = r.string()?,
             attr::SERVLET_PATH => req.servlet_path = r.string()?,
             attr::REMOTE_USER => req.remote_user = r.string()?,
@@ -169,17 +193,10 @@ pub(crate) fn forward_request(payload: Bytes, config: &Config) -> Result<Forward
             other => return Err(Error::UnknownAttribute(other)),
         }
     }
-    if !r.is_empty() {
-        return Err(Error::TrailingBytes);
-    }
-    req.method = match method {
-        Some(m) => Bytes::from_static(m.as_bytes()),
-        None => req
-            .stored_method
-            .clone()
-            .filter(|m| !m.is_empty())
-            .ok_or(Error::MissingStoredMethod)?,
-    };
+}
+
+/// Content-Length (every copy must agree) and whether the body is chunked.
+fn body_framing(req: &mut ForwardRequest) -> Result<(), Error> {
     let mut te_chunked = false;
     for (n, v) in &req.headers {
         if n.eq_ignore_ascii_case(b"content-length") {
@@ -195,7 +212,7 @@ pub(crate) fn forward_request(payload: Bytes, config: &Config) -> Result<Forward
         }
     }
     req.chunked = te_chunked && req.content_length.is_none();
-    Ok(req)
+    Ok(())
 }
 
 /// A packet from the container to the web server, as [`decode_container_packet`] reads it.

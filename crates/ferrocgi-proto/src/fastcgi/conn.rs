@@ -387,56 +387,8 @@ impl Connection {
             return Ok(None);
         };
         match t {
-            FCGI_PARAMS => {
-                if req.phase != Phase::Params {
-                    return Err(Error::ParamsAfterEnd(id));
-                }
-                if content.is_empty() {
-                    let block = std::mem::take(&mut req.params);
-                    req.phase = Phase::Stdin;
-                    let keep_conn = req.keep_conn;
-                    self.pending_params = self.pending_params.saturating_sub(block.len());
-                    let params = match decode_pairs(block.freeze(), self.config.max_params_pairs) {
-                        Ok(p) => p,
-                        Err(PairsError::Truncated) => return Err(Error::MalformedParams(id)),
-                        Err(PairsError::TooMany) => {
-                            return Err(Error::TooManyParams {
-                                id,
-                                limit: self.config.max_params_pairs,
-                            })
-                        }
-                    };
-                    return Ok(Some(Event::Request {
-                        id,
-                        keep_conn,
-                        params,
-                    }));
-                }
-                let limit = self.config.max_params_bytes;
-                match self.pending_params.checked_add(content.len()) {
-                    Some(total) if total <= limit => self.pending_params = total,
-                    _ => return Err(Error::ParamsTooLarge { id, limit }),
-                }
-                if req.params.is_empty() {
-                    // Zero-copy for the usual single PARAMS record.
-                    req.params = content;
-                } else {
-                    req.params.extend_from_slice(&content);
-                }
-                Ok(None)
-            }
-            FCGI_STDIN => match req.phase {
-                Phase::Params => Err(Error::StdinBeforeParams(id)),
-                Phase::StdinDone => Err(Error::StdinAfterEnd(id)),
-                Phase::Stdin if content.is_empty() => {
-                    req.phase = Phase::StdinDone;
-                    Ok(Some(Event::StdinEnd { id }))
-                }
-                Phase::Stdin => Ok(Some(Event::Stdin {
-                    id,
-                    data: content.freeze(),
-                })),
-            },
+            FCGI_PARAMS => params_record(req, &mut self.pending_params, &self.config, id, content),
+            FCGI_STDIN => Ok(Some(stdin_record(req, id, content)?)),
             FCGI_ABORT_REQUEST => {
                 // The spec gives ABORT_REQUEST no content; any content is ignored.
                 if req.phase == Phase::Params {
@@ -532,6 +484,67 @@ impl Connection {
             .collect();
         encode::get_values_result(&answers, &mut self.output);
         Ok(())
+    }
+}
+
+/// A PARAMS record: one more piece of the params (bounded by `max_params_bytes` over all
+/// requests of the connection), or the empty record that ends them and makes the request.
+fn params_record(
+    req: &mut Request,
+    pending_params: &mut usize,
+    config: &Config,
+    id: u16,
+    content: BytesMut,
+) -> Result<Option<Event>, Error> {
+    if req.phase != Phase::Params {
+        return Err(Error::ParamsAfterEnd(id));
+    }
+    if content.is_empty() {
+        let block = std::mem::take(&mut req.params);
+        req.phase = Phase::Stdin;
+        *pending_params = pending_params.saturating_sub(block.len());
+        let params = match decode_pairs(block.freeze(), config.max_params_pairs) {
+            Ok(p) => p,
+            Err(PairsError::Truncated) => return Err(Error::MalformedParams(id)),
+            Err(PairsError::TooMany) => {
+                let limit = config.max_params_pairs;
+                return Err(Error::TooManyParams { id, limit });
+            }
+        };
+        let keep_conn = req.keep_conn;
+        return Ok(Some(Event::Request {
+            id,
+            keep_conn,
+            params,
+        }));
+    }
+    let limit = config.max_params_bytes;
+    match pending_params.checked_add(content.len()) {
+        Some(total) if total <= limit => *pending_params = total,
+        _ => return Err(Error::ParamsTooLarge { id, limit }),
+    }
+    if req.params.is_empty() {
+        // Zero-copy for the usual single PARAMS record.
+        req.params = content;
+    } else {
+        req.params.extend_from_slice(&content);
+    }
+    Ok(None)
+}
+
+/// A STDIN record: body bytes, or the empty record that ends the body.
+fn stdin_record(req: &mut Request, id: u16, content: BytesMut) -> Result<Event, Error> {
+    match req.phase {
+        Phase::Params => Err(Error::StdinBeforeParams(id)),
+        Phase::StdinDone => Err(Error::StdinAfterEnd(id)),
+        Phase::Stdin if content.is_empty() => {
+            req.phase = Phase::StdinDone;
+            Ok(Event::StdinEnd { id })
+        }
+        Phase::Stdin => Ok(Event::Stdin {
+            id,
+            data: content.freeze(),
+        }),
     }
 }
 
