@@ -67,6 +67,19 @@ impl fmt::Display for ProtoError {
 
 impl std::error::Error for ProtoError {}
 
+impl ProtoError {
+    /// The HTTP status a server may answer the request with before closing (the request was
+    /// never handed to the application, and the stream is still in step), or `None`: close.
+    /// Each protocol's error has the same method; see its variants' docs.
+    pub fn status_hint(&self) -> Option<u16> {
+        match self {
+            ProtoError::Fastcgi(e) => e.status_hint(),
+            ProtoError::Scgi(e) => e.status_hint(),
+            ProtoError::Ajp13(e) => e.status_hint(),
+        }
+    }
+}
+
 impl From<fastcgi::Error> for ProtoError {
     fn from(e: fastcgi::Error) -> Self {
         ProtoError::Fastcgi(e)

@@ -269,6 +269,22 @@ pub fn build_environ<'py>(
         env.set_item(key, latin1(py, &value))?;
     }
     drop(cache);
+    set_derived(py, &env, s, protocol, params, body_len)?;
+    env.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
+    env.set_item(pyo3::intern!(py, "wsgi.errors"), errors)?;
+    Ok(env)
+}
+
+/// What the server works out rather than copies: SCRIPT_NAME and PATH_INFO, the body's
+/// length, PEP 3333's required keys when the front end left them out, `wsgi.url_scheme`.
+fn set_derived(
+    py: Python<'_>,
+    env: &Bound<'_, PyDict>,
+    s: &HostSettings,
+    protocol: Protocol,
+    params: &Params,
+    body_len: u64,
+) -> PyResult<()> {
     let (sn, pi) = script_and_path(
         params,
         protocol,
@@ -297,9 +313,7 @@ pub fn build_environ<'py>(
         pyo3::intern!(py, "wsgi.url_scheme"),
         if https { "https" } else { "http" },
     )?;
-    env.set_item(pyo3::intern!(py, "wsgi.input"), input)?;
-    env.set_item(pyo3::intern!(py, "wsgi.errors"), errors)?;
-    Ok(env)
+    Ok(())
 }
 
 #[cfg(test)]

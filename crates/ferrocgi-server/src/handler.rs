@@ -9,7 +9,8 @@
 //! slow application stops the connection from reading more of the body, and a slow front end
 //! stops the application from producing more response.
 
-use crate::server::Ticket;
+use crate::load::Ticket;
+pub use crate::protocol::Protocol;
 use bytes::Bytes;
 use ferrocgi_proto::{Params, ResponseHead};
 use std::fmt;
@@ -17,38 +18,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// Which gateway protocol a request arrived over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Protocol {
-    /// FastCGI 1.0.
-    Fastcgi,
-    /// SCGI.
-    Scgi,
-    /// AJP 1.3.
-    Ajp13,
-    /// Plain CGI: one request from the environment and stdin (a `.fcgi` script run by mod_cgi
-    /// or from a shell).
-    Cgi,
-}
-
-impl Protocol {
-    /// Short lowercase name used in logs and options (`fcgi`, `scgi`, `ajp`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Protocol::Fastcgi => "fcgi",
-            Protocol::Scgi => "scgi",
-            Protocol::Ajp13 => "ajp",
-            Protocol::Cgi => "cgi",
-        }
-    }
-}
-
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// An application: called once per request, on the server's async runtime.
 ///

@@ -1,160 +1,18 @@
 //! The accept loop, the limits that apply across connections, and graceful shutdown.
 
+use crate::config::ServerConfig;
 use crate::conn::{self, codec, Phase};
-use crate::handler::{Handler, Protocol};
+use crate::handler::Handler;
 use crate::listener::{ListenSock, Listener};
-use bytes::Bytes;
+use crate::load::{Load, ServerCtx};
+use crate::protocol::Protocol;
 use ferrocgi_proto::{ajp13, fastcgi, scgi};
 use std::future::Future;
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, error, info, warn};
-
-/// Default for [`ServerConfig::max_connections`]: enough for nginx/Apache keep-alive pools of
-/// several workers; each connection costs two small buffers.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
-/// Default for [`ServerConfig::max_in_flight`]: requests in flight at once across connections.
-pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
-/// Default for [`ServerConfig::graceful_timeout`].
-pub const DEFAULT_GRACEFUL_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `head_timeout`.
-pub const DEFAULT_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
-/// Default `min_body_rate`, bytes a second.
-pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
-
-/// Everything the serving core needs to know, whichever entry point built it.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// The protocol every connection on the listener speaks.
-    pub protocol: Protocol,
-    /// FastCGI codec settings (limits, multiplexing, values reported to FCGI_GET_VALUES).
-    pub fastcgi: fastcgi::Config,
-    /// SCGI codec settings.
-    pub scgi: scgi::Config,
-    /// AJP13 codec settings (max packet size, lighttpd body format).
-    pub ajp: ajp13::Config,
-    /// If set, AJP requests must carry this secret (Apache `secret=`, lighttpd `AJP13_SECRET`).
-    pub ajp_secret: Option<Bytes>,
-    /// Most connections open at once; past it the server stops accepting and new connections
-    /// wait in the listen backlog.
-    pub max_connections: usize,
-    /// Most requests in flight at once; past it FastCGI answers FCGI_OVERLOADED and SCGI/AJP
-    /// answer 503.
-    pub max_in_flight: usize,
-    /// How long a graceful stop waits for requests in flight before giving up on them.
-    pub graceful_timeout: Duration,
-    /// TCP peers allowed to connect (addresses and CIDR ranges); empty: anyone. Unix-socket
-    /// peers are governed by the socket file's permissions instead.
-    pub allow_from: Vec<crate::listener::IpNet>,
-    /// A kept-alive connection with no request for this long is closed.
-    pub idle_timeout: Option<Duration>,
-    /// A request head or body that stops arriving for this long ends its connection (a
-    /// slowloris front end, or a web server that hung).
-    pub read_timeout: Option<Duration>,
-    /// A front end that takes no response bytes for this long loses its connection.
-    pub write_timeout: Option<Duration>,
-    /// A request head (FastCGI BEGIN_REQUEST and PARAMS, the SCGI netstring, the AJP forward
-    /// request) must arrive within this time of its first byte, however it trickles.
-    pub head_timeout: Option<Duration>,
-    /// A body slower than this many bytes a second, averaged over `read_timeout`, is cut off;
-    /// 0: no minimum.
-    pub min_body_rate: u64,
-}
-
-impl ServerConfig {
-    /// Defaults for `protocol`.
-    pub fn new(protocol: Protocol) -> Self {
-        ServerConfig {
-            protocol,
-            fastcgi: fastcgi::Config::default(),
-            scgi: scgi::Config::default(),
-            ajp: ajp13::Config::default(),
-            ajp_secret: None,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
-            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
-            graceful_timeout: DEFAULT_GRACEFUL_TIMEOUT,
-            allow_from: Vec::new(),
-            idle_timeout: Some(Duration::from_secs(60)),
-            read_timeout: Some(Duration::from_secs(60)),
-            write_timeout: Some(Duration::from_secs(60)),
-            head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
-            min_body_rate: DEFAULT_MIN_BODY_RATE,
-        }
-    }
-}
-
-/// A running server's request counts, observable through [`Server::load`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Load {
-    /// Requests being served now.
-    pub in_flight: usize,
-    /// Requests served to completion since the start.
-    pub served: u64,
-    /// Requests started since the start (served, in flight, or abandoned).
-    pub started: u64,
-    /// Connections accepted whose first request has not arrived yet: a prefork worker counts
-    /// them as work, or it would accept every waiting connection before parsing any.
-    pub fresh: usize,
-}
-
-impl Load {
-    /// Requests in flight plus connections about to bring one.
-    pub fn busy(&self) -> usize {
-        self.in_flight + self.fresh
-    }
-}
-
-/// What every connection task shares.
-pub(crate) struct ServerCtx<H> {
-    pub(crate) handler: Arc<H>,
-    pub(crate) config: ServerConfig,
-    /// One permit per request in flight.
-    pub(crate) slots: Arc<Semaphore>,
-    pub(crate) load: Arc<watch::Sender<Load>>,
-}
-
-impl<H> ServerCtx<H> {
-    pub(crate) fn fresh_done(&self) {
-        self.load.send_modify(|l| l.fresh -= 1);
-    }
-
-    /// Counts a request in flight until the returned ticket is dropped (with its responder).
-    pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit) -> Ticket {
-        self.load.send_modify(|l| {
-            l.in_flight += 1;
-            l.started += 1;
-        });
-        Ticket {
-            load: self.load.clone(),
-            _permit: permit,
-        }
-    }
-}
-
-/// A request's place in the server's load and in-flight limit, held by its [`Responder`]
-/// (crate::Responder): the request counts until the responder is gone, even when the handler
-/// hands it to another thread and returns early.
-pub(crate) struct Ticket {
-    load: Arc<watch::Sender<Load>>,
-    _permit: OwnedSemaphorePermit,
-}
-
-impl Drop for Ticket {
-    fn drop(&mut self) {
-        self.load.send_modify(|l| {
-            l.in_flight -= 1;
-            l.served += 1;
-        });
-    }
-}
-
-impl std::fmt::Debug for Ticket {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Ticket")
-    }
-}
 
 /// A listener, a configuration and an application.
 pub struct Server<H> {
@@ -242,8 +100,6 @@ impl<H: Handler> Server<H> {
                 "a CGI server has no listener to run",
             )
         })?;
-        let mut load = ctx.load.subscribe();
-        let mut limit_load = ctx.load.subscribe();
         let desc = listener.to_string();
         let accept = Acceptor::new(&listener.sock)?;
         let conns = Arc::new(Semaphore::new(ctx.config.max_connections));
@@ -252,59 +108,11 @@ impl<H: Handler> Server<H> {
         if matches!(listener.sock, ListenSock::Unix(_)) && !ctx.config.allow_from.is_empty() {
             warn!("allow_from applies to TCP peers only; this Unix socket is guarded by its file mode and owner");
         }
-        let mut refusals = RefusalLog::default();
-
-        tokio::pin!(stop);
-        let how;
-        loop {
-            if let Some(gate) = accept_gate {
-                tokio::select! {
-                    _ = load.wait_for(|l| l.busy() < gate) => {},
-                    s = &mut stop => { how = s; break }
-                }
-            }
-            let permit = tokio::select! {
-                p = conns.clone().acquire_owned() => p.expect("the semaphore is never closed"),
-                s = &mut stop => { how = s; break }
-            };
-            let limit_reached = async {
-                match accept_limit {
-                    Some(n) => drop(limit_load.wait_for(|l| l.started >= n).await),
-                    None => std::future::pending().await,
-                }
-            };
-            let accepted = tokio::select! {
-                // First: a connection that arrives as the last request starts is not taken.
-                biased;
-                _ = limit_reached => { how = (&mut stop).await; break }
-                s = &mut stop => { how = s; break }
-                a = accept.accept() => a,
-            };
-            let (stream, peer, ip) = match accepted {
-                Ok(s) => s,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning, keep serving.
-                    error!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            if let Some(ip) = ip {
-                let allow = &ctx.config.allow_from;
-                if !allow.is_empty() && !allow.iter().any(|net| net.contains(ip)) {
-                    refusals.refused(&peer);
-                    continue;
-                }
-            }
-            debug!("accepted connection from {peer}");
-            ctx.load.send_modify(|l| l.fresh += 1);
-            let ctx = ctx.clone();
-            let stop_rx = stop_rx.clone();
-            tokio::spawn(async move {
-                serve_stream(stream, peer, ctx, stop_rx).await;
-                drop(permit);
-            });
-        }
+        let gates = AcceptGates {
+            below: accept_gate,
+            until_started: accept_limit,
+        };
+        let how = accept_loop(&accept, &ctx, &conns, &stop_rx, gates, stop).await;
 
         info!(listen = %desc, "stopping: no new connections; finishing requests in flight");
         drop(accept);
@@ -320,14 +128,7 @@ impl<H: Handler> Server<H> {
         } else {
             Phase::Draining
         });
-        let all = u32::try_from(ctx.config.max_connections).unwrap_or(u32::MAX);
-        match tokio::time::timeout(ctx.config.graceful_timeout, conns.acquire_many(all)).await {
-            Ok(_) => info!("all connections closed"),
-            Err(_) => warn!(
-                timeout = ?ctx.config.graceful_timeout,
-                "graceful timeout reached; abandoning requests still in flight"
-            ),
-        }
+        wait_for_connections(&ctx.config, &conns).await;
         Ok(kept)
     }
 }
@@ -379,7 +180,7 @@ impl<H: Handler> Server<H> {
         let stream = tokio::io::join(tokio::io::stdin().take(len), tokio::io::stdout());
         let (_tx, stop) = watch::channel(Phase::Serving);
         self.ctx.load.send_modify(|l| l.fresh += 1);
-        conn::serve(stream, codec, Arc::from("cgi"), self.ctx, stop).await;
+        conn::run_connection(stream, codec, Arc::from("cgi"), self.ctx, stop).await;
         Ok(())
     }
 }
@@ -421,19 +222,105 @@ impl Acceptor {
     }
 }
 
-async fn serve_stream<H: Handler>(
+/// The accept loop's limits: accept only while fewer than `below` requests are busy (a prefork
+/// worker), and no more once `until_started` requests have started (a retiring one).
+#[derive(Clone, Copy)]
+struct AcceptGates {
+    below: Option<usize>,
+    until_started: Option<u64>,
+}
+
+/// Accepts connections and starts a task for each, within the limits, until `stop` says how
+/// to stop.
+async fn accept_loop<H: Handler>(
+    accept: &Acceptor,
+    ctx: &Arc<ServerCtx<H>>,
+    conns: &Arc<Semaphore>,
+    stop_rx: &watch::Receiver<Phase>,
+    gates: AcceptGates,
+    stop: impl Future<Output = Stop>,
+) -> Stop {
+    let mut load = ctx.load.subscribe();
+    let mut limit_load = ctx.load.subscribe();
+    let mut refusals = RefusalLog::default();
+
+    tokio::pin!(stop);
+    loop {
+        if let Some(gate) = gates.below {
+            tokio::select! {
+                _ = load.wait_for(|l| l.busy() < gate) => {},
+                s = &mut stop => return s,
+            }
+        }
+        let permit = tokio::select! {
+            p = conns.clone().acquire_owned() => p.expect("the semaphore is never closed"),
+            s = &mut stop => return s,
+        };
+        let limit_reached = async {
+            match gates.until_started {
+                Some(n) => drop(limit_load.wait_for(|l| l.started >= n).await),
+                None => std::future::pending().await,
+            }
+        };
+        let accepted = tokio::select! {
+            // First: a connection that arrives as the last request starts is not taken.
+            biased;
+            _ = limit_reached => return (&mut stop).await,
+            s = &mut stop => return s,
+            a = accept.accept() => a,
+        };
+        let (stream, peer, ip) = match accepted {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning, keep serving.
+                error!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if let Some(ip) = ip {
+            let allow = &ctx.config.allow_from;
+            if !allow.is_empty() && !allow.iter().any(|net| net.contains(ip)) {
+                refusals.refused(&peer);
+                continue;
+            }
+        }
+        debug!("accepted connection from {peer}");
+        ctx.load.send_modify(|l| l.fresh += 1);
+        let ctx = ctx.clone();
+        let stop_rx = stop_rx.clone();
+        tokio::spawn(async move {
+            connection(stream, peer, ctx, stop_rx).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Waits for the connections to finish, up to `graceful_timeout`.
+async fn wait_for_connections(config: &ServerConfig, conns: &Semaphore) {
+    let all = u32::try_from(config.max_connections).unwrap_or(u32::MAX);
+    match tokio::time::timeout(config.graceful_timeout, conns.acquire_many(all)).await {
+        Ok(_) => info!("all connections closed"),
+        Err(_) => warn!(
+            timeout = ?config.graceful_timeout,
+            "graceful timeout reached; abandoning requests still in flight"
+        ),
+    }
+}
+
+async fn connection<H: Handler>(
     stream: Stream,
     peer: Arc<str>,
     ctx: Arc<ServerCtx<H>>,
     stop: watch::Receiver<Phase>,
 ) {
     match stream {
-        Stream::Tcp(s) => serve_protocol(s, peer, ctx, stop).await,
-        Stream::Unix(s) => serve_protocol(s, peer, ctx, stop).await,
+        Stream::Tcp(s) => connection_with_codec(s, peer, ctx, stop).await,
+        Stream::Unix(s) => connection_with_codec(s, peer, ctx, stop).await,
     }
 }
 
-async fn serve_protocol<S, H>(
+async fn connection_with_codec<S, H>(
     s: S,
     peer: Arc<str>,
     ctx: Arc<ServerCtx<H>>,
@@ -445,23 +332,23 @@ async fn serve_protocol<S, H>(
     let cfg = &ctx.config;
     match cfg.protocol {
         Protocol::Fastcgi => {
-            let c = codec::Fcgi(fastcgi::Connection::new(cfg.fastcgi.clone()));
-            conn::serve(s, c, peer, ctx, stop).await
+            let c = codec::Fastcgi(fastcgi::Connection::new(cfg.fastcgi.clone()));
+            conn::run_connection(s, c, peer, ctx, stop).await
         }
         Protocol::Scgi => {
             let c = codec::Scgi(scgi::Connection::new(cfg.scgi.clone()));
-            conn::serve(s, c, peer, ctx, stop).await
+            conn::run_connection(s, c, peer, ctx, stop).await
         }
         Protocol::Cgi => {
             error!("CGI is served by Server::serve_cgi, not on a listener; closing {peer}");
         }
         Protocol::Ajp13 => {
-            let c = codec::Ajp {
+            let c = codec::Ajp13 {
                 conn: ajp13::Connection::new(cfg.ajp.clone()),
                 secret: cfg.ajp_secret.clone(),
                 refused: false,
             };
-            conn::serve(s, c, peer, ctx, stop).await
+            conn::run_connection(s, c, peer, ctx, stop).await
         }
     }
 }

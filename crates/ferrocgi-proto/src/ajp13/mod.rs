@@ -86,7 +86,7 @@ pub mod limits {
 
 /// An AJP13 protocol violation by the web server, or a response the codec cannot encode.
 ///
-/// Each variant's doc says what the server should do; [`Error::response_status`] gives the
+/// Each variant's doc says what the server should do; [`Error::status_hint`] gives the
 /// status when an HTTP answer is still possible. After any error the connection is closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -139,7 +139,7 @@ impl Error {
     /// The HTTP status to answer with (SEND_HEADERS + END_RESPONSE with reuse off) before
     /// closing, or `None` when the stream is out of sync and the connection should simply
     /// be closed.
-    pub fn response_status(self) -> Option<u16> {
+    pub fn status_hint(&self) -> Option<u16> {
         match self {
             Error::BadMagic
             | Error::PacketTooLarge
@@ -344,22 +344,7 @@ impl ForwardRequest {
         if let Some(n) = self.content_length {
             p.push(b"CONTENT_LENGTH", n.to_string().as_bytes());
         }
-        let mut name = Vec::new();
-        for (n, v) in &self.headers {
-            if n.eq_ignore_ascii_case(b"content-type")
-                || n.eq_ignore_ascii_case(b"content-length")
-                || n.contains(&b'_')
-            {
-                continue;
-            }
-            name.clear();
-            name.extend_from_slice(b"HTTP_");
-            name.extend(n.iter().map(|&b| match b {
-                b'-' => b'_',
-                b => b.to_ascii_uppercase(),
-            }));
-            p.push(&name, v);
-        }
+        self.push_http_headers(&mut p);
         let optional: [(&[u8], &Option<Bytes>); 5] = [
             (b"REMOTE_USER", &self.remote_user),
             (b"AUTH_TYPE", &self.auth_type),
@@ -386,6 +371,27 @@ impl ForwardRequest {
             p.push(b"REMOTE_PORT", port);
         }
         p.finish()
+    }
+
+    /// Every header as `HTTP_NAME`, but Content-Type and Content-Length (given without the
+    /// prefix) and names holding `_`.
+    fn push_http_headers(&self, p: &mut ParamsBuilder) {
+        let mut name = Vec::new();
+        for (n, v) in &self.headers {
+            if n.eq_ignore_ascii_case(b"content-type")
+                || n.eq_ignore_ascii_case(b"content-length")
+                || n.contains(&b'_')
+            {
+                continue;
+            }
+            name.clear();
+            name.extend_from_slice(b"HTTP_");
+            name.extend(n.iter().map(|&b| match b {
+                b'-' => b'_',
+                b => b.to_ascii_uppercase(),
+            }));
+            p.push(&name, v);
+        }
     }
 }
 

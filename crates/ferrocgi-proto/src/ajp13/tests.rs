@@ -592,8 +592,8 @@ fn too_many_headers() {
     };
     let o = check(&config, &pkt(&apache_get_payload()));
     assert_eq!(o.error, Some(Error::TooManyHeaders));
-    assert_eq!(Error::TooManyHeaders.response_status(), Some(431));
-    assert_eq!(Error::BadMagic.response_status(), None);
+    assert_eq!(Error::TooManyHeaders.status_hint(), Some(431));
+    assert_eq!(Error::BadMagic.status_hint(), None);
     assert_eq!(
         Error::UnknownPacketType(3).to_string(),
         "unknown packet type 3"

@@ -97,7 +97,7 @@ pub mod limits {
 /// again. What the server should do is in each variant's documentation; in short, log it and
 /// close the connection, after flushing any output already queued. Where the framing is still
 /// intact and a request id is known ([`Error::request_id`]), the server may first send that
-/// request an HTTP error ([`Error::http_status_hint`]) and `FCGI_END_REQUEST`; for an
+/// request an HTTP error ([`Error::status_hint`]) and `FCGI_END_REQUEST`; for an
 /// application that already started answering, an `FCGI_END_REQUEST` is pointless since the
 /// stream is broken.
 ///
@@ -190,7 +190,7 @@ impl Error {
     /// The HTTP status the server may send to [`Error::request_id`] before closing, when the
     /// framing is intact and the request was never handed to the application: 400 for
     /// malformed params, 431 for params over a limit. `None`: just close.
-    pub fn http_status_hint(&self) -> Option<u16> {
+    pub fn status_hint(&self) -> Option<u16> {
         match self {
             Error::MalformedParams(_) => Some(400),
             Error::ParamsTooLarge { .. } | Error::TooManyParams { .. } => Some(431),

@@ -74,7 +74,7 @@ pub mod limits {
 /// An SCGI protocol violation by the web server.
 ///
 /// Every variant ends the connection. The doc of each says what the server should answer
-/// first; [`Error::response_status`] gives the same answer as a number.
+/// first; [`Error::status_hint`] gives the same answer as a number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Error {
@@ -112,11 +112,11 @@ impl Error {
     ///
     /// Every SCGI error is found before the application runs, so a response is always
     /// possible: 431 for the header limits, 400 for everything else.
-    pub fn response_status(self) -> u16 {
-        match self {
+    pub fn status_hint(&self) -> Option<u16> {
+        Some(match self {
             Error::HeadersTooLarge | Error::TooManyHeaders => 431,
             _ => 400,
-        }
+        })
     }
 }
 

@@ -226,9 +226,9 @@ fn response_head_is_cgi() {
 
 #[test]
 fn error_statuses() {
-    assert_eq!(Error::HeadersTooLarge.response_status(), 431);
-    assert_eq!(Error::TooManyHeaders.response_status(), 431);
-    assert_eq!(Error::MissingComma.response_status(), 400);
+    assert_eq!(Error::HeadersTooLarge.status_hint(), Some(431));
+    assert_eq!(Error::TooManyHeaders.status_hint(), Some(431));
+    assert_eq!(Error::MissingComma.status_hint(), Some(400));
     assert_eq!(
         Error::ContentLengthNotFirst.to_string(),
         "first header is not CONTENT_LENGTH"

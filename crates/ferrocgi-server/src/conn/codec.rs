@@ -1,6 +1,6 @@
 //! One face for the three protocol state machines, so a single connection loop serves them all.
 //!
-//! Each adapter maps its codec's events onto [`Ev`] and its encoders onto the
+//! Each adapter maps its codec's events onto [`Decoded`] and its encoders onto the
 //! [`ServerCodec`] methods. Request ids are FastCGI's; SCGI and AJP13 carry one request at a
 //! time and use id 0.
 
@@ -10,7 +10,7 @@ use ferrocgi_proto::{ajp13, fastcgi, scgi, Params, ProtoError, ResponseHead};
 
 /// A decoded event, protocol-independent.
 #[derive(Debug)]
-pub(crate) enum Ev {
+pub(crate) enum Decoded {
     /// A request head is complete; its body follows as `Body`/`BodyEnd`.
     Request {
         id: u16,
@@ -36,7 +36,7 @@ pub(crate) enum Ev {
 pub(crate) trait ServerCodec: Send + 'static {
     const PROTOCOL: Protocol;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError>;
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtoError>;
     /// False once the peer has nothing more to send on this connection (SCGI after its body):
     /// what still arrives is not decoded, and the connection discards it.
     fn expects_input(&self) -> bool {
@@ -112,21 +112,21 @@ pub(crate) fn declared_length(params: &Params) -> Option<u64> {
 }
 
 /// FastCGI adapter.
-pub(crate) struct Fcgi(pub fastcgi::Connection);
+pub(crate) struct Fastcgi(pub fastcgi::Connection);
 
-impl ServerCodec for Fcgi {
+impl ServerCodec for Fastcgi {
     const PROTOCOL: Protocol = Protocol::Fastcgi;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtoError> {
         Ok(self.0.decode(buf)?.map(|ev| match ev {
-            fastcgi::Event::Request { id, params, .. } => Ev::Request {
+            fastcgi::Event::Request { id, params, .. } => Decoded::Request {
                 id,
                 declared: declared_length(&params),
                 params,
             },
-            fastcgi::Event::Stdin { id, data } => Ev::Body { id, data },
-            fastcgi::Event::StdinEnd { id } => Ev::BodyEnd { id },
-            fastcgi::Event::Abort { id } => Ev::Abort { id },
+            fastcgi::Event::Stdin { id, data } => Decoded::Body { id, data },
+            fastcgi::Event::StdinEnd { id } => Decoded::BodyEnd { id },
+            fastcgi::Event::Abort { id } => Decoded::Abort { id },
         }))
     }
 
@@ -196,34 +196,32 @@ impl ServerCodec for Scgi {
         !self.0.is_done()
     }
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtoError> {
         Ok(self.0.decode(buf)?.map(|ev| match ev {
             scgi::Event::Request {
                 params,
                 content_length,
-            } => Ev::Request {
+            } => Decoded::Request {
                 id: 0,
                 params,
                 declared: Some(content_length),
             },
-            scgi::Event::Body(data) => Ev::Body { id: 0, data },
-            scgi::Event::BodyEnd => Ev::BodyEnd { id: 0 },
+            scgi::Event::Body(data) => Decoded::Body { id: 0, data },
+            scgi::Event::BodyEnd => Decoded::BodyEnd { id: 0 },
         }))
     }
 
     fn error_reply(&mut self, err: &ProtoError, out: &mut BytesMut) {
         // The front end relays this to the client, which then sees a 400 instead of a 502.
-        let status = match err {
-            ProtoError::Scgi(e) => e.response_status(),
-            _ => 400,
-        };
-        error_response(status).encode_cgi(out);
-        out.extend_from_slice(b"malformed SCGI request\n");
+        if let Some(head) = error_answer(err) {
+            head.encode_cgi(out);
+            out.extend_from_slice(b"malformed SCGI request\n");
+        }
     }
 }
 
 /// AJP13 adapter.
-pub(crate) struct Ajp {
+pub(crate) struct Ajp13 {
     pub conn: ajp13::Connection,
     /// The shared secret the front end must send (attribute 0x0C), if configured.
     pub secret: Option<bytes::Bytes>,
@@ -239,10 +237,10 @@ fn secret_matches(got: Option<&[u8]>, want: &[u8]) -> bool {
     got.is_some_and(|got| bool::from(got.ct_eq(want)))
 }
 
-impl ServerCodec for Ajp {
+impl ServerCodec for Ajp13 {
     const PROTOCOL: Protocol = Protocol::Ajp13;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtoError> {
         Ok(self.conn.decode(buf)?.map(|ev| match ev {
             ajp13::Event::Request(fr) => {
                 self.refused = match &self.secret {
@@ -256,15 +254,15 @@ impl ServerCodec for Ajp {
                         "AJP: left out request headers whose names hold '_'"
                     );
                 }
-                Ev::Request {
+                Decoded::Request {
                     id: 0,
                     declared: fr.content_length,
                     params: fr.to_params(),
                 }
             }
-            ajp13::Event::Body(data) => Ev::Body { id: 0, data },
-            ajp13::Event::BodyEnd => Ev::BodyEnd { id: 0 },
-            ajp13::Event::Shutdown => Ev::Close,
+            ajp13::Event::Body(data) => Decoded::Body { id: 0, data },
+            ajp13::Event::BodyEnd => Decoded::BodyEnd { id: 0 },
+            ajp13::Event::Shutdown => Decoded::Close,
         }))
     }
 
@@ -312,14 +310,20 @@ impl ServerCodec for Ajp {
     fn error_reply(&mut self, err: &ProtoError, out: &mut BytesMut) {
         // A request the front end is waiting on gets an HTTP error it can relay; a stream that
         // is out of sync (bad magic, …) can only be closed.
-        if let ProtoError::Ajp13(e) = err {
-            if let Some(status) = e.response_status() {
-                if self.conn.send_headers(&error_response(status), out).is_ok() {
-                    self.conn.end_response(false, out);
-                }
+        if let Some(head) = error_answer(err) {
+            if self.conn.send_headers(&head, out).is_ok() {
+                self.conn.end_response(false, out);
             }
         }
     }
+}
+
+/// The one mapping from a codec error to the answer a request gets before its connection
+/// closes (each codec encodes it its own way); `None`: the stream is out of step, just close.
+/// The FastCGI adapter keeps the default `error_reply` (a close, as it always did), so its
+/// codec's hints are not sent.
+fn error_answer(err: &ProtoError) -> Option<ResponseHead> {
+    err.status_hint().map(error_response)
 }
 
 /// The response for a request the server refuses because of a protocol error.
@@ -356,9 +360,9 @@ impl Cgi {
 impl ServerCodec for Cgi {
     const PROTOCOL: Protocol = Protocol::Cgi;
 
-    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Ev>, ProtoError> {
+    fn decode(&mut self, buf: &mut BytesMut) -> Result<Option<Decoded>, ProtoError> {
         if let Some(params) = self.params.take() {
-            return Ok(Some(Ev::Request {
+            return Ok(Some(Decoded::Request {
                 id: 0,
                 params,
                 declared: self.declared,
@@ -369,7 +373,7 @@ impl ServerCodec for Cgi {
                 return Ok(None);
             }
             self.ended = true;
-            return Ok(Some(Ev::BodyEnd { id: 0 }));
+            return Ok(Some(Decoded::BodyEnd { id: 0 }));
         }
         if buf.is_empty() {
             return Ok(None);
@@ -378,7 +382,7 @@ impl ServerCodec for Cgi {
             .len()
             .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         self.remaining -= n as u64;
-        Ok(Some(Ev::Body {
+        Ok(Some(Decoded::Body {
             id: 0,
             data: buf.split_to(n).freeze(),
         }))

@@ -2,11 +2,14 @@
 //!
 //! # Theory of operation
 //!
-//! The loop owns the socket, a read buffer, a write buffer and the protocol state machine (a
-//! [`ServerCodec`]). Each turn it decodes every complete event in the read buffer, flushes
-//! whatever was encoded with one write, then waits for the first of: more bytes from the front
-//! end, a response part from an application task, room in a request's body channel, or the
-//! server's stop signal.
+//! A connection is a [`Conn`]: the socket's read buffer and write buffer, the protocol state
+//! machine (a [`ServerCodec`]), the requests in flight, the peer clocks and where the server is
+//! in its life. [`run_connection`] drives it: each [`Conn::turn`] decodes every complete event
+//! in the read buffer and polls new handlers once, [`Conn::flush`] sends whatever was encoded
+//! with one write, and [`Conn::wait`] waits for the first of: more bytes from the front end, a
+//! response part from an application, room in a request's body channel, a timer
+//! ([`next_timer`], a pure function of the clocks), or the server's stop signal.
+//! [`Conn::close`] ends it with a reset or a lingering close.
 //!
 //! Applications run in their own tasks. A request body flows to the application through a
 //! bounded channel; when it is full, the chunk is parked in `pending` and the loop stops
@@ -19,10 +22,10 @@
 pub(crate) mod codec;
 
 use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
-use crate::server::ServerCtx;
+use crate::load::ServerCtx;
 use crate::Handler;
 use bytes::{Buf, Bytes, BytesMut};
-use codec::{Ev, ServerCodec};
+use codec::{Decoded, ServerCodec};
 use ferrocgi_proto::ResponseHead;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -146,6 +149,7 @@ fn poll_tasks(tasks: &mut Vec<Task>, cx: &mut Context<'_>) -> Poll<()> {
     }
 }
 
+/// A request in flight on the connection.
 struct ReqState {
     id: u16,
     /// `None` once the body is complete, abandoned by the application, or aborted.
@@ -154,6 +158,7 @@ struct ReqState {
     started: bool,
 }
 
+/// One connection's state; see the module doc.
 struct Conn<'a, C, H> {
     codec: C,
     peer: Arc<str>,
@@ -181,6 +186,20 @@ struct Conn<'a, C, H> {
     new_tasks: Vec<Task>,
     /// Handlers that did not finish on their first poll.
     tasks: Vec<Task>,
+    /// What the front end sent and was not decoded yet.
+    rbuf: BytesMut,
+    /// The front end closed its side (or reading failed).
+    eof: bool,
+    /// When bytes last arrived.
+    last_read: tokio::time::Instant,
+    /// Where the server is in its life, as this connection last saw it.
+    phase: Phase,
+    /// Once stopping: close as soon as no request is in flight (a request was in flight or
+    /// arrived since the stop began), or when `drain_deadline` passes with none.
+    close_when_idle: bool,
+    drain_deadline: Option<tokio::time::Instant>,
+    /// Retiring: when the connection's lingering ends at the latest (see [`Phase::Retiring`]).
+    retire_cap: Option<tokio::time::Instant>,
 }
 
 /// The clocks a connection runs against a slow or idle peer.
@@ -255,46 +274,59 @@ impl PeerClocks {
     }
 }
 
-/// The earliest clock that runs now, if any.
-fn next_timer<C, H>(
-    c: &Conn<'_, C, H>,
-    cfg: &crate::ServerConfig,
+/// What the timers depend on besides the configuration and the peer clocks.
+#[derive(Debug, Clone, Copy)]
+struct TimerState {
+    /// The loop reads the socket this turn.
     can_read: bool,
+    /// A request's head or body is arriving.
     arriving: bool,
+    /// No request is in flight.
+    no_requests: bool,
     last_read: tokio::time::Instant,
+    /// Stopping, with the connection idle: when it closes.
     drain: Option<tokio::time::Instant>,
+    /// Still counted as busy in the server's load (see [`FRESH_GRACE`]).
+    counted_fresh: bool,
+}
+
+/// The earliest clock that runs now, if any.
+fn next_timer(
+    cfg: &crate::ServerConfig,
+    clocks: &PeerClocks,
+    s: TimerState,
 ) -> Option<(tokio::time::Instant, Timer)> {
-    let reading = |t: Option<Duration>| t.filter(|_| can_read);
+    let reading = |t: Option<Duration>| t.filter(|_| s.can_read);
     let candidates = [
-        (drain, Timer::Drain),
+        (s.drain, Timer::Drain),
         (
             reading(cfg.read_timeout)
-                .filter(|_| arriving)
-                .map(|t| last_read + t),
+                .filter(|_| s.arriving)
+                .map(|t| s.last_read + t),
             Timer::Read,
         ),
         (
             reading(cfg.idle_timeout)
-                .filter(|_| !arriving && c.reqs.is_empty())
-                .map(|t| last_read + t),
+                .filter(|_| !s.arriving && s.no_requests)
+                .map(|t| s.last_read + t),
             Timer::Idle,
         ),
         (
-            c.clocks
+            clocks
                 .head_since
                 .zip(reading(cfg.head_timeout))
-                .map(|(s, t)| s + t),
+                .map(|(since, t)| since + t),
             Timer::Head,
         ),
         (
-            c.clocks
+            clocks
                 .body_window
                 .zip(cfg.read_timeout.filter(|_| cfg.min_body_rate > 0))
-                .map(|((s, _), t)| s + t),
+                .map(|((since, _), t)| since + t),
             Timer::BodyRate,
         ),
         (
-            c.counted_fresh.then(|| c.clocks.accepted + FRESH_GRACE),
+            s.counted_fresh.then(|| clocks.accepted + FRESH_GRACE),
             Timer::Fresh,
         ),
     ];
@@ -305,7 +337,7 @@ fn next_timer<C, H>(
 }
 
 /// Serves one connection until the front end closes it, a protocol error, or shutdown.
-pub(crate) async fn serve<S, C, H>(
+pub(crate) async fn run_connection<S, C, H>(
     mut stream: S,
     codec: C,
     peer: Arc<str>,
@@ -317,217 +349,287 @@ pub(crate) async fn serve<S, C, H>(
     H: Handler,
 {
     let (resp_tx, mut resp_rx) = mpsc::channel(RESP_CHANNEL);
-    let mut c = Conn {
-        codec,
-        peer,
-        ctx: &ctx,
-        out: BytesMut::with_capacity(16 * 1024),
-        reqs: Vec::new(),
-        pending: None,
-        resp_tx,
-        close: false,
-        broken: false,
-        fresh: true,
-        counted_fresh: true,
-        clocks: PeerClocks::new(tokio::time::Instant::now()),
-        unexpected: 0,
-        segs: Vec::new(),
-        new_tasks: Vec::new(),
-        tasks: Vec::new(),
-    };
-    let mut rbuf = BytesMut::with_capacity(READ_IDLE);
-    let mut eof = false;
-    let cfg = &ctx.config;
-    let mut last_read = tokio::time::Instant::now();
-    let mut phase = Phase::Serving;
-    // Once stopping: close as soon as no request is in flight (a request was in flight or
-    // arrived since the stop began), or when `drain_deadline` passes with none.
-    let mut close_when_idle = false;
-    let mut drain_deadline: Option<tokio::time::Instant> = None;
-    // Retiring: when the connection's lingering ends at the latest (see [`Phase::Retiring`]).
-    let mut retire_cap: Option<tokio::time::Instant> = None;
-    if *shutdown.borrow() != Phase::Serving {
-        phase = *shutdown.borrow();
-        (drain_deadline, retire_cap) = stop_began(phase);
+    let phase = *shutdown.borrow();
+    let mut c = Conn::new(codec, peer, &ctx, resp_tx, phase);
+    loop {
+        c.turn(&mut resp_rx).await;
+        let done = c.done();
+        if !c.flush(&mut stream, done).await || done {
+            break;
+        }
+        if !c.wait(&mut stream, &mut resp_rx, &mut shutdown).await {
+            break;
+        }
+    }
+    c.close(stream).await;
+}
+
+impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
+    fn new(
+        codec: C,
+        peer: Arc<str>,
+        ctx: &'a Arc<ServerCtx<H>>,
+        resp_tx: mpsc::Sender<(u16, Part)>,
+        phase: Phase,
+    ) -> Self {
+        let now = tokio::time::Instant::now();
+        let (drain_deadline, retire_cap) = match phase {
+            Phase::Serving => (None, None),
+            stopping => stop_began(stopping),
+        };
+        Conn {
+            codec,
+            peer,
+            ctx,
+            out: BytesMut::with_capacity(16 * 1024),
+            reqs: Vec::new(),
+            pending: None,
+            resp_tx,
+            close: false,
+            broken: false,
+            fresh: true,
+            counted_fresh: true,
+            clocks: PeerClocks::new(now),
+            unexpected: 0,
+            segs: Vec::new(),
+            new_tasks: Vec::new(),
+            tasks: Vec::new(),
+            rbuf: BytesMut::with_capacity(READ_IDLE),
+            eof: false,
+            last_read: now,
+            phase,
+            close_when_idle: false,
+            drain_deadline,
+            retire_cap,
+        }
     }
 
-    loop {
-        c.decode_all(&mut rbuf);
-        c.discard_unexpected(&mut rbuf);
-        close_when_idle |= phase == Phase::Draining && !c.reqs.is_empty();
-        c.codec.take_output(&mut c.out);
-        if !c.new_tasks.is_empty() {
-            // First poll of the new handlers, inline: whatever they answer at once goes out
-            // with this turn's write.
+    /// One step of the loop up to its write: decodes what arrived, polls the new handlers
+    /// once (whatever they answer at once goes out with this turn's write), logs the codec's
+    /// notices.
+    async fn turn(&mut self, resp_rx: &mut mpsc::Receiver<(u16, Part)>) {
+        self.decode_all();
+        self.discard_unexpected();
+        self.close_when_idle |= self.phase == Phase::Draining && !self.reqs.is_empty();
+        self.codec.take_output(&mut self.out);
+        if !self.new_tasks.is_empty() {
             let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
             let mut cx = Context::from_waker(&waker);
-            for mut t in std::mem::take(&mut c.new_tasks) {
+            for mut t in std::mem::take(&mut self.new_tasks) {
                 if !poll_task(&mut t, &mut cx) {
-                    c.tasks.push(t);
+                    self.tasks.push(t);
                 }
             }
-            c.drain_parts(&mut resp_rx);
+            self.drain_parts(resp_rx);
         }
-        for notice in c.codec.take_notices() {
-            warn!(peer = %c.peer, protocol = %C::PROTOCOL, "{notice}");
+        for notice in self.codec.take_notices() {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL, "{notice}");
         }
-        let idle = c.reqs.is_empty() && rbuf.is_empty() && c.pending.is_none();
-        if let Some(cap) = retire_cap {
-            // Retiring: linger RETIRE_IDLE after each request (the front end may be sending
-            // the next one on this kept-alive connection right now), never past the cap.
-            drain_deadline = match (idle, drain_deadline) {
+    }
+
+    /// Nothing in flight, nothing read and not decoded, nothing waiting for room.
+    fn idle(&self) -> bool {
+        self.reqs.is_empty() && self.rbuf.is_empty() && self.pending.is_none()
+    }
+
+    /// Whether the connection ends after this turn's write. Retiring, it also moves the
+    /// linger deadline: RETIRE_IDLE after each request (the front end may be sending the next
+    /// one on this kept-alive connection right now), never past the cap.
+    fn done(&mut self) -> bool {
+        let idle = self.idle();
+        if let Some(cap) = self.retire_cap {
+            self.drain_deadline = match (idle, self.drain_deadline) {
                 (false, _) => None,
                 (true, None) => Some(cap.min(tokio::time::Instant::now() + RETIRE_IDLE)),
                 (true, d) => d,
             };
         }
-        let done = c.close
-            || (c.reqs.is_empty() && (eof || c.codec.wants_close()))
-            || (phase == Phase::Draining && idle && close_when_idle);
-        if done && !c.broken && c.has_output() {
+        self.close
+            || (self.reqs.is_empty() && (self.eof || self.codec.wants_close()))
+            || (self.phase == Phase::Draining && idle && self.close_when_idle)
+    }
+
+    /// Writes what the turn produced; false: the connection is lost (or the front end takes
+    /// nothing for `write_timeout`).
+    async fn flush<S: Transport>(&mut self, stream: &mut S, done: bool) -> bool {
+        if !self.has_output() {
+            return true;
+        }
+        if done && !self.broken {
             stream.cork();
         }
-        if c.has_output() {
-            // flush: a no-op on sockets, but tokio's stdout (CGI) buffers, and its shutdown
-            // does not flush.
-            let (out, segs) = (&mut c.out, &mut c.segs);
-            let write = async {
-                if segs.is_empty() {
-                    stream.write_all(out).await?;
-                } else {
-                    write_segments(&mut stream, segs, out).await?;
-                }
-                stream.flush().await
-            };
-            let written = match cfg.write_timeout {
-                Some(t) => match tokio::time::timeout(t, write).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        warn!(peer = %c.peer, timeout = ?t, "the web server took no response bytes for write_timeout; closing the connection");
-                        break;
-                    }
-                },
-                None => write.await,
-            };
-            if let Err(e) = written {
-                debug!(peer = %c.peer, error = %e, "write to web server failed; dropping connection");
-                break;
+        // flush: a no-op on sockets, but tokio's stdout (CGI) buffers, and its shutdown does
+        // not flush.
+        let (out, segs) = (&mut self.out, &mut self.segs);
+        let write = async {
+            if segs.is_empty() {
+                stream.write_all(out).await?;
+            } else {
+                write_segments(stream, segs, out).await?;
             }
-            c.out.clear();
-            c.segs.clear();
+            stream.flush().await
+        };
+        let written = match self.ctx.config.write_timeout {
+            Some(t) => match tokio::time::timeout(t, write).await {
+                Ok(r) => r,
+                Err(_) => {
+                    warn!(peer = %self.peer, timeout = ?t, "the web server took no response bytes for write_timeout; closing the connection");
+                    return false;
+                }
+            },
+            None => write.await,
+        };
+        if let Err(e) = written {
+            debug!(peer = %self.peer, error = %e, "write to web server failed; dropping connection");
+            return false;
         }
-        if done {
-            break;
-        }
-        if rbuf.is_empty()
-            && rbuf.capacity() > READ_IDLE
-            && c.reqs.iter().all(|r| r.body_tx.is_none())
+        self.out.clear();
+        self.segs.clear();
+        true
+    }
+
+    /// Sizes the read buffer for the next read. Between requests it drops what a large one
+    /// grew, so a kept-alive connection holds READ_IDLE bytes, not its largest request's size
+    /// (the allocator reuses the freed block for the next connection that needs one).
+    fn size_read_buffer(&mut self) {
+        if self.rbuf.is_empty()
+            && self.rbuf.capacity() > READ_IDLE
+            && self.reqs.iter().all(|r| r.body_tx.is_none())
         {
-            // Between requests: drop what a large one grew, so a kept-alive connection holds
-            // READ_IDLE bytes, not its largest request's size (the allocator reuses the freed
-            // block for the next connection that needs one).
-            rbuf = BytesMut::with_capacity(READ_IDLE);
+            self.rbuf = BytesMut::with_capacity(READ_IDLE);
         }
-        if rbuf.capacity() - rbuf.len() < 4096 {
-            rbuf.reserve(READ_CHUNK);
+        if self.rbuf.capacity() - self.rbuf.len() < 4096 {
+            self.rbuf.reserve(READ_CHUNK);
         }
-        let pending_tx = c.pending.as_ref().and_then(|(id, _)| c.body_tx(*id));
+    }
+
+    /// The clocks for this wait: the peer clocks follow what is arriving, then the earliest
+    /// running timer.
+    fn next_deadline(&mut self, can_read: bool) -> Option<(tokio::time::Instant, Timer)> {
+        let body_arriving = self.reqs.iter().any(|r| r.body_tx.is_some());
+        let head_arriving = !self.rbuf.is_empty() && !body_arriving;
+        let reading_body = body_arriving && can_read;
+        self.clocks
+            .update(head_arriving, reading_body, self.last_read);
+        let state = TimerState {
+            can_read,
+            arriving: !self.rbuf.is_empty() || body_arriving,
+            no_requests: self.reqs.is_empty(),
+            last_read: self.last_read,
+            drain: self.drain_deadline.filter(|_| self.idle()),
+            counted_fresh: self.counted_fresh,
+        };
+        next_timer(&self.ctx.config, &self.clocks, state)
+    }
+
+    /// Waits for the first of: a response part, a handler's progress, room in a body channel,
+    /// a timer, bytes from the front end, the server's stop. False: close the connection.
+    async fn wait<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        resp_rx: &mut mpsc::Receiver<(u16, Part)>,
+        shutdown: &mut watch::Receiver<Phase>,
+    ) -> bool {
+        self.size_read_buffer();
+        let pending_tx = self.pending.as_ref().and_then(|(id, _)| self.body_tx(*id));
         let room = async move {
             match pending_tx {
                 Some(tx) => tx.reserve_owned().await.ok(),
                 None => std::future::pending().await,
             }
         };
-        let can_read = c.pending.is_none() && !eof;
-        let body_arriving = c.reqs.iter().any(|r| r.body_tx.is_some());
-        c.clocks.update(
-            !rbuf.is_empty() && !body_arriving,
-            body_arriving && can_read,
-            last_read,
-        );
-        let arriving = !rbuf.is_empty() || body_arriving;
-        let timer = next_timer(
-            &c,
-            cfg,
-            can_read,
-            arriving,
-            last_read,
-            drain_deadline.filter(|_| idle),
-        );
+        let can_read = self.pending.is_none() && !self.eof;
+        let timer = self.next_deadline(can_read);
+        let serving = self.phase == Phase::Serving;
+        let has_tasks = !self.tasks.is_empty();
+        let has_pending = self.pending.is_some();
         tokio::select! {
             biased;
             Some((id, part)) = resp_rx.recv() => {
-                c.on_part(id, part);
-                c.drain_parts(&mut resp_rx);
+                self.on_part(id, part);
+                self.drain_parts(resp_rx);
             }
-            _ = std::future::poll_fn(|cx| poll_tasks(&mut c.tasks, cx)), if !c.tasks.is_empty() => {}
-            permit = room, if c.pending.is_some() => {
-                let (id, msg) = c.pending.take().expect("guarded by the branch condition");
-                match permit {
-                    Some(permit) => {
-                        let end = matches!(msg, BodyMsg::End);
-                        permit.send(msg);
-                        c.delivered(id, end);
-                    }
-                    None => c.body_abandoned(id),
-                }
-            }
+            _ = std::future::poll_fn(|cx| poll_tasks(&mut self.tasks, cx)), if has_tasks => {}
+            permit = room, if has_pending => self.on_room(permit),
             _ = tokio::time::sleep_until(timer.map_or_else(tokio::time::Instant::now, |t| t.0)), if timer.is_some() => {
                 let (_, which) = timer.expect("guarded by the branch condition");
-                if !c.on_timer(which) {
-                    break;
-                }
+                return self.on_timer(which);
             }
-            read = stream.read_buf(&mut rbuf), if can_read => match read {
-                Ok(0) => {
-                    eof = true;
-                    c.on_eof(!rbuf.is_empty());
-                }
-                Ok(n) => {
-                    last_read = tokio::time::Instant::now();
-                    c.clocks.on_read(n);
-                }
-                Err(e) => {
-                    debug!(peer = %c.peer, error = %e, "read from web server failed");
-                    eof = true;
-                    c.on_eof(false);
-                }
-            },
-            changed = shutdown.changed(), if phase == Phase::Serving => {
-                phase = match (changed, *shutdown.borrow()) {
+            read = stream.read_buf(&mut self.rbuf), if can_read => self.on_read(read),
+            changed = shutdown.changed(), if serving => {
+                self.phase = match (changed, *shutdown.borrow()) {
                     (Ok(()), p) if p != Phase::Serving => p,
                     _ => Phase::Draining,
                 };
-                (drain_deadline, retire_cap) = stop_began(phase);
-                close_when_idle |= phase == Phase::Draining && !c.reqs.is_empty();
+                (self.drain_deadline, self.retire_cap) = stop_began(self.phase);
+                self.close_when_idle |= self.phase == Phase::Draining && !self.reqs.is_empty();
+            }
+        }
+        true
+    }
+
+    /// Room in the body channel of the request whose chunk waited.
+    fn on_room(&mut self, permit: Option<mpsc::OwnedPermit<BodyMsg>>) {
+        let (id, msg) = self
+            .pending
+            .take()
+            .expect("guarded by the branch condition");
+        match permit {
+            Some(permit) => {
+                let end = matches!(msg, BodyMsg::End);
+                permit.send(msg);
+                self.delivered(id, end);
+            }
+            None => self.body_abandoned(id),
+        }
+    }
+
+    fn on_read(&mut self, read: std::io::Result<usize>) {
+        match read {
+            Ok(0) => {
+                self.eof = true;
+                self.on_eof(!self.rbuf.is_empty());
+            }
+            Ok(n) => {
+                self.last_read = tokio::time::Instant::now();
+                self.clocks.on_read(n);
+            }
+            Err(e) => {
+                debug!(peer = %self.peer, error = %e, "read from web server failed");
+                self.eof = true;
+                self.on_eof(false);
             }
         }
     }
 
-    for r in &c.reqs {
-        r.shared.abort();
-    }
-    c.not_fresh();
-    // A reset, not a clean close: SCGI has no end marker (a close *is* the normal end), and
-    // lighttpd completes a buffered FastCGI response on a clean close without END_REQUEST.
-    let reset = c.broken;
-    drop(c);
-    if reset {
-        stream.reset_on_close();
-        return;
-    }
-    // Lingering close: say we are done, then read what the front end still sends until it
-    // closes too, so the kernel does not answer unread data with a reset.
-    if stream.shutdown().await.is_ok() {
-        let mut sink = [0u8; 8192];
-        let _ = tokio::time::timeout(LINGER, async {
-            while let Ok(n) = stream.read(&mut sink).await {
-                if n == 0 {
-                    break;
+    /// The end: requests in flight are aborted, and the socket is reset (a response broken
+    /// after its head) or closed with a linger.
+    async fn close<S: Transport>(mut self, mut stream: S) {
+        for r in &self.reqs {
+            r.shared.abort();
+        }
+        self.not_fresh();
+        // A reset, not a clean close: SCGI has no end marker (a close *is* the normal end), and
+        // lighttpd completes a buffered FastCGI response on a clean close without END_REQUEST.
+        let reset = self.broken;
+        drop(self);
+        if reset {
+            stream.reset_on_close();
+            return;
+        }
+        // Lingering close: say we are done, then read what the front end still sends until it
+        // closes too, so the kernel does not answer unread data with a reset.
+        if stream.shutdown().await.is_ok() {
+            let mut sink = [0u8; 8192];
+            let _ = tokio::time::timeout(LINGER, async {
+                while let Ok(n) = stream.read(&mut sink).await {
+                    if n == 0 {
+                        break;
+                    }
                 }
-            }
-        })
-        .await;
+            })
+            .await;
+        }
     }
 }
 
@@ -603,12 +705,12 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
     /// never buffered, so memory does not grow with them; past [`AFTER_END_LIMIT`] the peer is
     /// misbehaving and the connection closes. Reading goes on meanwhile, so a front end that
     /// hangs up is still noticed.
-    fn discard_unexpected(&mut self, rbuf: &mut BytesMut) {
-        if rbuf.is_empty() || self.codec.expects_input() {
+    fn discard_unexpected(&mut self) {
+        if self.rbuf.is_empty() || self.codec.expects_input() {
             return;
         }
-        self.unexpected += rbuf.len();
-        rbuf.clear();
+        self.unexpected += self.rbuf.len();
+        self.rbuf.clear();
         if self.unexpected > AFTER_END_LIMIT && !self.close {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL, bytes = self.unexpected,
                 "the web server keeps sending after the request's end; closing the connection");
@@ -622,9 +724,9 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         }
     }
 
-    fn decode_all(&mut self, rbuf: &mut BytesMut) {
+    fn decode_all(&mut self) {
         while self.pending.is_none() && !self.close {
-            match self.codec.decode(rbuf) {
+            match self.codec.decode(&mut self.rbuf) {
                 Ok(Some(ev)) => self.on_event(ev),
                 Ok(None) => break,
                 Err(e) => {
@@ -640,23 +742,23 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         }
     }
 
-    fn on_event(&mut self, ev: Ev) {
+    fn on_event(&mut self, ev: Decoded) {
         match ev {
-            Ev::Request {
+            Decoded::Request {
                 id,
                 params,
                 declared,
             } => self.start_request(id, params, declared),
-            Ev::Body { id, data } => self.deliver(id, BodyMsg::Data(data)),
-            Ev::BodyEnd { id } => self.deliver(id, BodyMsg::End),
-            Ev::Abort { id } => {
+            Decoded::Body { id, data } => self.deliver(id, BodyMsg::Data(data)),
+            Decoded::BodyEnd { id } => self.deliver(id, BodyMsg::End),
+            Decoded::Abort { id } => {
                 if let Some(r) = self.find(id) {
                     debug!(id, "request aborted by the web server");
                     r.shared.abort();
                     r.body_tx = None;
                 }
             }
-            Ev::Close => {
+            Decoded::Close => {
                 debug!(peer = %self.peer, "web server asked to close the connection");
                 self.close = true;
             }
@@ -702,7 +804,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
     /// [`FRESH_GRACE`] passed without one).
     fn uncount_fresh(&mut self) {
         if std::mem::take(&mut self.counted_fresh) {
-            self.ctx.fresh_done();
+            self.ctx.fresh_ended();
         }
     }
 
@@ -862,5 +964,177 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The timer decisions, without sockets: which clock runs, and when it fires.
+
+    use super::*;
+    use crate::{Protocol, ServerConfig};
+    use tokio::time::Instant;
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn config() -> ServerConfig {
+        let mut c = ServerConfig::new(Protocol::Fastcgi);
+        c.idle_timeout = Some(secs(60));
+        c.read_timeout = Some(secs(20));
+        c.head_timeout = Some(secs(30));
+        c.min_body_rate = 1024;
+        c
+    }
+
+    fn state(t0: Instant) -> TimerState {
+        TimerState {
+            can_read: true,
+            arriving: false,
+            no_requests: true,
+            last_read: t0,
+            drain: None,
+            counted_fresh: false,
+        }
+    }
+
+    #[test]
+    fn a_new_connection_stops_counting_as_busy_after_the_fresh_grace() {
+        let t0 = Instant::now();
+        let clocks = PeerClocks::new(t0);
+        let s = TimerState {
+            counted_fresh: true,
+            ..state(t0)
+        };
+        assert_eq!(
+            next_timer(&config(), &clocks, s),
+            Some((t0 + FRESH_GRACE, Timer::Fresh))
+        );
+    }
+
+    #[test]
+    fn an_idle_kept_alive_connection_runs_the_idle_timeout_only() {
+        let t0 = Instant::now();
+        let clocks = PeerClocks::new(t0);
+        assert_eq!(
+            next_timer(&config(), &clocks, state(t0)),
+            Some((t0 + secs(60), Timer::Idle))
+        );
+        // With a request in flight and nothing arriving, no clock runs.
+        let s = TimerState {
+            no_requests: false,
+            ..state(t0)
+        };
+        assert_eq!(next_timer(&config(), &clocks, s), None);
+    }
+
+    #[test]
+    fn a_head_arriving_runs_read_and_head_timeouts_and_the_earlier_wins() {
+        let t0 = Instant::now();
+        let mut clocks = PeerClocks::new(t0);
+        clocks.update(true, false, t0);
+        let s = TimerState {
+            arriving: true,
+            ..state(t0)
+        };
+        assert_eq!(
+            next_timer(&config(), &clocks, s),
+            Some((t0 + secs(20), Timer::Read))
+        );
+        // Bytes keep coming (last_read moves), but the head's clock started with its first.
+        let later = t0 + secs(25);
+        clocks.update(true, false, later);
+        let s = TimerState {
+            arriving: true,
+            last_read: later,
+            ..state(t0)
+        };
+        assert_eq!(
+            next_timer(&config(), &clocks, s),
+            Some((t0 + secs(30), Timer::Head))
+        );
+    }
+
+    #[test]
+    fn no_read_clock_runs_while_the_loop_does_not_read() {
+        let t0 = Instant::now();
+        let mut clocks = PeerClocks::new(t0);
+        clocks.update(true, false, t0);
+        let s = TimerState {
+            can_read: false,
+            arriving: true,
+            ..state(t0)
+        };
+        assert_eq!(next_timer(&config(), &clocks, s), None);
+    }
+
+    #[test]
+    fn a_drain_deadline_closes_an_idle_connection_first() {
+        let t0 = Instant::now();
+        let clocks = PeerClocks::new(t0);
+        let s = TimerState {
+            drain: Some(t0 + DRAIN_LINGER),
+            ..state(t0)
+        };
+        assert_eq!(
+            next_timer(&config(), &clocks, s),
+            Some((t0 + DRAIN_LINGER, Timer::Drain))
+        );
+    }
+
+    #[test]
+    fn the_body_rate_is_checked_once_per_read_timeout_window() {
+        let t0 = Instant::now();
+        let mut clocks = PeerClocks::new(t0);
+        clocks.update(false, true, t0);
+        let s = TimerState {
+            arriving: true,
+            no_requests: false,
+            ..state(t0)
+        };
+        // The window ends with the read timeout; the read clock is the same instant here and
+        // comes first in the list.
+        assert_eq!(
+            next_timer(&config(), &clocks, s).map(|(at, _)| at),
+            Some(t0 + secs(20))
+        );
+        let mut cfg = config();
+        cfg.min_body_rate = 0;
+        clocks.update(false, true, t0);
+        assert_eq!(
+            next_timer(&cfg, &clocks, s),
+            Some((t0 + secs(20), Timer::Read)),
+            "no minimum, no rate clock"
+        );
+    }
+
+    #[test]
+    fn a_body_slower_than_the_rate_over_the_window_is_too_slow() {
+        let t0 = Instant::now();
+        let mut clocks = PeerClocks::new(t0);
+        clocks.update(false, true, t0);
+        clocks.on_read(10 * 1024);
+        // 10 KiB in 20 s is 512 bytes a second: below 1 KiB/s.
+        assert!(clocks.body_too_slow(1024, t0 + secs(20)));
+        let mut clocks = PeerClocks::new(t0);
+        clocks.update(false, true, t0);
+        clocks.on_read(40 * 1024);
+        assert!(!clocks.body_too_slow(1024, t0 + secs(20)));
+        // A new window starts at the check, with nothing counted yet.
+        assert_eq!(clocks.body_window, Some((t0 + secs(20), 0)));
+    }
+
+    #[test]
+    fn clocks_stop_when_the_head_or_body_is_done() {
+        let t0 = Instant::now();
+        let mut clocks = PeerClocks::new(t0);
+        clocks.update(true, false, t0);
+        assert_eq!(clocks.head_since, Some(t0));
+        clocks.update(false, true, t0 + secs(1));
+        assert_eq!(clocks.head_since, None);
+        assert_eq!(clocks.body_window, Some((t0 + secs(1), 0)));
+        clocks.update(false, false, t0 + secs(2));
+        assert_eq!(clocks.body_window, None);
     }
 }

@@ -326,7 +326,7 @@ fn retry_in_use(
                 let held_by = holding_process(&holder);
                 let ours = held_by
                     .as_ref()
-                    .is_some_and(|(pid, _)| crate::process::daemon::is_live_ferrocgi(*pid));
+                    .is_some_and(|(pid, _)| is_live_ferrocgi(*pid));
                 if !ours || std::time::Instant::now() >= deadline {
                     let by = match held_by {
                         Some((pid, cmd)) => format!(" (held by pid {pid}: {cmd})"),
@@ -488,6 +488,30 @@ impl Drop for SocketFileGuard {
         if self.still_ours() {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// True if `pid` is a live process that looks like a ferrocgi (its command line mentions
+/// ferrocgi or runfcgi/runfastcgi), not some unrelated process that reused the pid.
+pub(crate) fn is_live_ferrocgi(pid: i32) -> bool {
+    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
+        return false;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => {
+            // The ways ferrocgi is started: the `ferrocgi` script, `python -m ferrocgi`,
+            // `manage.py runfcgi`, a `.fcgi` script calling runfastcgi().
+            let args: Vec<String> = cmd
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args.iter().any(|a| {
+                let base = a.rsplit('/').next().unwrap_or(a);
+                base == "ferrocgi" || base == "runfcgi" || base.ends_with(".fcgi")
+            }) || args.windows(2).any(|w| w[0] == "-m" && w[1] == "ferrocgi")
+        }
+        // No /proc: the pid is alive, assume the worst.
+        Err(_) => true,
     }
 }
 

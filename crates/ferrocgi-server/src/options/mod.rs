@@ -81,12 +81,12 @@ pub use values::{
     non_empty, parse_bool, parse_duration, parse_octal, parse_size, Account, SocketOwner,
 };
 
-use crate::handler::Protocol;
-pub use crate::listener::IpNet;
-use crate::listener::{BindAddr, UnixSocketOptions};
-use crate::server::{
+use crate::config::{
     ServerConfig, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
 };
+pub use crate::listener::IpNet;
+use crate::listener::{BindAddr, UnixSocketOptions};
+use crate::protocol::Protocol;
 use bytes::Bytes;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -349,8 +349,8 @@ impl Default for Options {
             slow_request: None,
             idle_timeout: Some(Duration::from_secs(60)),
             read_timeout: Some(Duration::from_secs(60)),
-            head_timeout: Some(crate::server::DEFAULT_HEAD_TIMEOUT),
-            min_body_rate: crate::server::DEFAULT_MIN_BODY_RATE,
+            head_timeout: Some(crate::config::DEFAULT_HEAD_TIMEOUT),
+            min_body_rate: crate::config::DEFAULT_MIN_BODY_RATE,
             write_timeout: Some(Duration::from_secs(60)),
         }
     }

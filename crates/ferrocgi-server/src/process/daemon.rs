@@ -289,30 +289,6 @@ pub struct PidFile {
     pid: i32,
 }
 
-/// True if `pid` is a live process that looks like a ferrocgi (its command line mentions
-/// ferrocgi or runfcgi/runfastcgi), not some unrelated process that reused the pid.
-pub(crate) fn is_live_ferrocgi(pid: i32) -> bool {
-    if nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err() {
-        return false;
-    }
-    match fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => {
-            // The ways ferrocgi is started: the `ferrocgi` script, `python -m ferrocgi`,
-            // `manage.py runfcgi`, a `.fcgi` script calling runfastcgi().
-            let args: Vec<String> = cmd
-                .split(|&b| b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
-                .collect();
-            args.iter().any(|a| {
-                let base = a.rsplit('/').next().unwrap_or(a);
-                base == "ferrocgi" || base == "runfcgi" || base.ends_with(".fcgi")
-            }) || args.windows(2).any(|w| w[0] == "-m" && w[1] == "ferrocgi")
-        }
-        // No /proc: the pid is alive, assume the worst.
-        Err(_) => true,
-    }
-}
-
 impl PidFile {
     /// Refuses to start when `path` names a running ferrocgi other than this process; a stale
     /// file is left to be replaced by [`PidFile::write`].
@@ -324,7 +300,7 @@ impl PidFile {
             warn!(path = %path.display(), "pid file does not hold a pid; it will be replaced");
             return Ok(());
         };
-        if pid != std::process::id() as i32 && pid > 0 && is_live_ferrocgi(pid) {
+        if pid != std::process::id() as i32 && pid > 0 && crate::listener::is_live_ferrocgi(pid) {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 format!(

@@ -985,11 +985,11 @@ fn error_display_and_hints() {
         "record header with version 71, only version 1 exists"
     );
     assert_eq!(
-        Error::TooManyParams { id: 2, limit: 1 }.http_status_hint(),
+        Error::TooManyParams { id: 2, limit: 1 }.status_hint(),
         Some(431)
     );
-    assert_eq!(Error::MalformedParams(2).http_status_hint(), Some(400));
-    assert_eq!(Error::StdinBeforeParams(2).http_status_hint(), None);
+    assert_eq!(Error::MalformedParams(2).status_hint(), Some(400));
+    assert_eq!(Error::StdinBeforeParams(2).status_hint(), None);
     assert_eq!(Error::StdinBeforeParams(2).request_id(), Some(2));
     assert_eq!(Error::UnsupportedVersion(0).request_id(), None);
 }
