@@ -190,6 +190,19 @@ async fn read_fcgi(s: &mut TcpStream, ids: &[u16]) -> std::collections::HashMap<
     }
 }
 
+/// A new connection with a small FastCGI request is served: whatever a test did to another
+/// client, the server keeps serving.
+async fn assert_another_client_is_served(srv: &Running) {
+    let mut good = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"ok");
+    good.write_all(&out).await.unwrap();
+    assert_eq!(
+        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
+        b"len=2"
+    );
+}
+
 fn body_of(stdout: &[u8]) -> &[u8] {
     let at = stdout
         .windows(4)
@@ -451,14 +464,7 @@ async fn protocol_error_closes_only_that_connection() {
         .expect("closed within a second")
         .unwrap_or(0);
     assert_eq!(n, 0);
-    let mut good = TcpStream::connect(srv.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, true, "", b"ok");
-    good.write_all(&out).await.unwrap();
-    assert_eq!(
-        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
-        b"len=2"
-    );
+    assert_another_client_is_served(&srv).await;
     srv.stop().await;
 }
 
@@ -630,14 +636,7 @@ async fn a_front_end_that_stops_reading_is_cut_off_after_write_timeout() {
     stalled.write_all(&out).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Others are served meanwhile and after.
-    let mut good = TcpStream::connect(srv.addr).await.unwrap();
-    out.clear();
-    fcgi_request(&mut out, 1, true, "", b"ok");
-    good.write_all(&out).await.unwrap();
-    assert_eq!(
-        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
-        b"len=2"
-    );
+    assert_another_client_is_served(&srv).await;
     // The stalled connection was closed: draining it ends (EOF or reset) well before 64 MiB.
     let mut got = 0usize;
     let mut chunk = vec![0u8; 65536];
@@ -702,14 +701,7 @@ async fn too_many_params_closes_that_connection_only() {
         res.get(&1).is_none_or(|r| r.end.is_none()),
         "refused, not served"
     );
-    let mut good = TcpStream::connect(srv.addr).await.unwrap();
-    out.clear();
-    fcgi_request(&mut out, 1, true, "", b"ok");
-    good.write_all(&out).await.unwrap();
-    assert_eq!(
-        body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
-        b"len=2"
-    );
+    assert_another_client_is_served(&srv).await;
     srv.stop().await;
 }
 
