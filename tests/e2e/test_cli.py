@@ -24,8 +24,7 @@ from typing import Any
 
 import pytest
 
-import harness
-import wire
+from support import harness, wire
 
 #: Every option the contract names; ``--help`` must list each of them.
 OPTIONS = [

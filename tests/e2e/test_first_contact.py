@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_cli import clean_env, environ_via, ferrocgi, run
 
-import harness
+from support import harness
 
 APP_SOURCE = harness.APPS / "wsgi.py"
 
