@@ -14,10 +14,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import clean_env, ferrocgi, run
-from test_first_contact import project
 
 from support import harness
+from support.cli import clean_env, ferrocgi, project, run
 from support.procfs import eventually
 
 NOBODY = pwd.getpwnam("nobody")

@@ -125,7 +125,7 @@ def test_allow_from_refusals_are_rate_limited_in_the_log(rundir: Path) -> None:
 
 def test_allow_from_with_a_unix_socket_is_an_error_at_start_up(rundir: Path) -> None:
     """allow_from cannot guard a Unix socket: said at once, not silently ignored."""
-    from test_cli import ferrocgi, run
+    from support.cli import ferrocgi, run
 
     sock = harness.instance_dir(rundir, "unix") / "s.sock"
     done = run(ferrocgi("wsgi:application", f"socket={sock}", "allow_from=127.0.0.1"))

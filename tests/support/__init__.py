@@ -13,6 +13,8 @@ Modules
   ``eventually``, ``read_pid``.
 - ``proc_server``: ferrocgi serving ``tests/apps/proc_app.py`` for the process-model tests
   (``ferrocgi``, ``Server``, ``Load``, raw FastCGI clients).
+- ``cli``: the console script as a user runs it (``run``, ``serving``, ``project``).
+- ``fixtures``: ``session_dir`` / ``rundir`` and the failure-report hook both conftests share.
 
 How it is found
 ---------------
