@@ -1,4 +1,4 @@
-"""Process plumbing for the end-to-end tests: the echo backend and private web servers.
+"""Process plumbing for the suites and scripts: the echo and WSGI backends, private web servers.
 
 Theory of operation
 -------------------
@@ -8,7 +8,8 @@ exits, so nothing outlives a test module even when a test fails half-way. Each i
 its own directory under the module's run dir; all directories are 0755 because nginx workers
 run as ``nobody`` and Apache children as ``www-data`` and must reach the Unix sockets there.
 
-The ``start_*`` functions are context managers; ``conftest.py`` wraps them in fixtures.
+The ``start_*`` functions are context managers; ``tests/e2e/conftest.py`` wraps them in
+fixtures. ``run_webserver`` starts a web server on a config rendered elsewhere (the recipes').
 """
 
 from __future__ import annotations
