@@ -26,6 +26,12 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
+TESTS = str(ROOT / "tests")
+if TESTS not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # see tests/support/__init__.py
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+from support.procfs import tree_cpu_us, tree_rss  # noqa: E402
+
 APPS_DIR = BENCH / "apps"
 VENV = Path(os.environ.get("FERROCGI_BENCH_VENV", "/var/tmp/ferrocgi-bench-venv"))
 RUN = Path(os.environ.get("FERROCGI_BENCH_RUN", "/var/tmp/ferrocgi-bench-run"))
@@ -33,8 +39,6 @@ ECHO = ROOT / "target" / "release" / "examples" / "echo"
 MINIMAL = RUN / "bin" / "minimal-fcgi"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 ALL_APPS = ("hello", "payload", "post", "django", "io")
 # The apps the issue's targets name; "io" (10 ms off the CPU) shows what threads are for.
@@ -234,48 +238,7 @@ def nginx_conf(cfgs: list[Config], worker_connections: int, keepalive: int) -> s
     return "\n".join(lines) + "\n"
 
 
-# ---------------------------------------------------------------- /proc
-
-
-def _proc_table() -> dict[int, list[str]]:
-    """pid -> the /proc/PID/stat fields after `comm` (index 0 is state, 1 is ppid)."""
-    table: dict[int, list[str]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            raw = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        table[int(entry)] = raw[raw.rfind(")") + 2 :].split()
-    return table
-
-
-def tree(root: int, table: dict[int, list[str]] | None = None) -> dict[int, list[str]]:
-    """The process tree under `root` (root included), from one /proc snapshot."""
-    table = table if table is not None else _proc_table()
-    kids: dict[int, list[int]] = {}
-    for pid, f in table.items():
-        kids.setdefault(int(f[1]), []).append(pid)
-    out: dict[int, list[str]] = {}
-    todo = [root]
-    while todo:
-        pid = todo.pop()
-        if pid in table:
-            out[pid] = table[pid]
-            todo.extend(kids.get(pid, []))
-    return out
-
-
-def tree_cpu_us(root: int) -> float:
-    """utime+stime (+cutime+cstime: reaped children) of the whole tree, in microseconds."""
-    ticks = sum(sum(int(x) for x in f[11:15]) for f in tree(root).values())
-    return ticks * 1e6 / CLK_TCK
-
-
-def tree_rss(root: int) -> int:
-    """Sum of the tree's resident set sizes, in bytes (shared pages counted in every process)."""
-    return sum(int(f[21]) for f in tree(root).values()) * PAGE
+# ---------------------------------------------------------------- process tree (RSS)
 
 
 class RssSampler:

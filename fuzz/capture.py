@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Capture fuzz seeds from real front ends: ``fuzz/seeds/<target>/``.
 
-Runs each real web server (nginx, Apache httpd, lighttpd; started by ``tests/e2e/harness.py``)
+Runs each real web server (nginx, Apache httpd, lighttpd; started by ``tests/support/harness.py``)
 in front of a small *recording TCP proxy* that forwards to the Rust echo backend
 (``target/debug/examples/echo``). Every connection the web server opens is recorded (the bytes
 it sent, front end -> backend), and each stream is saved as a seed for each fuzz target it fits:
@@ -45,6 +45,7 @@ import argparse
 import contextlib
 import hashlib
 import http.client
+import os
 import shutil
 import socket
 import struct
@@ -55,8 +56,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-import harness  # noqa: E402
+TESTS = str(ROOT / "tests")
+if TESTS not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # see tests/support/__init__.py
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+from support import harness, wire  # noqa: E402
+from support.wire import ajp_packet, fcgi_record, parse_fcgi_records  # noqa: E402
 
 TRIM = 2048
 BIG = 20000
@@ -181,65 +186,28 @@ def drive(front: harness.Frontend, log: list[str]) -> None:
 # --------------------------------------------------------------------------- FastCGI
 
 
-def fcgi_records(stream: bytes) -> list[tuple[int, int, bytes]]:
-    """(type, request id, content) of each whole record."""
-    out, i = [], 0
-    while i + 8 <= len(stream):
-        _v, typ, rid, clen, plen, _r = struct.unpack(">BBHHBB", stream[i : i + 8])
-        if i + 8 + clen + plen > len(stream):
-            break
-        out.append((typ, rid, stream[i + 8 : i + 8 + clen]))
-        i += 8 + clen + plen
-    return out
-
-
-def fcgi_record(typ: int, rid: int, content: bytes) -> bytes:
-    return struct.pack(">BBHHBB", 1, typ, rid, len(content), 0, 0) + content
-
-
-def pairs_decode(block: bytes) -> list[tuple[bytes, bytes]]:
-    def length(i: int) -> tuple[int, int]:
-        if block[i] & 0x80:
-            return struct.unpack(">I", block[i : i + 4])[0] & 0x7FFFFFFF, i + 4
-        return block[i], i + 1
-
-    out, i = [], 0
-    while i < len(block):
-        nl, i = length(i)
-        vl, i = length(i)
-        out.append((block[i : i + nl], block[i + nl : i + nl + vl]))
-        i += nl + vl
-    return out
-
-
-def pairs_encode(pairs: list[tuple[bytes, bytes]]) -> bytes:
-    def length(n: int) -> bytes:
-        return bytes([n]) if n < 128 else struct.pack(">I", n | 0x80000000)
-
-    return b"".join(length(len(n)) + length(len(v)) + n + v for n, v in pairs)
-
-
 def fcgi_trim(stream: bytes, keep: int = TRIM) -> tuple[bytes, list[bytes]]:
     """The stream with each request's STDIN cut to ``keep`` bytes (CONTENT_LENGTH rewritten,
     PARAMS re-sent as one record + the empty one), and the PARAMS block of each request."""
     out, blocks = bytearray(), []
     params: dict[int, bytearray] = {}
     sent: dict[int, int] = {}
-    for typ, rid, content in fcgi_records(stream):
+    for record in parse_fcgi_records(stream):
+        typ, rid, content = record.type, record.request_id, record.content
         if typ == 4:  # FCGI_PARAMS
             if content:
                 params.setdefault(rid, bytearray()).extend(content)
                 continue
             block = bytes(params.pop(rid, b""))
             blocks.append(block)
-            pairs = pairs_decode(block)
+            pairs = wire.fcgi_nv_decode(block)
             fixed = []
             for n, v in pairs:
                 if n == b"CONTENT_LENGTH" and v.isdigit() and int(v) > keep:
                     v = str(keep).encode()
                 fixed.append((n, v))
             if fixed:
-                out += fcgi_record(4, rid, pairs_encode(fixed))
+                out += fcgi_record(4, rid, b"".join(wire.fcgi_nv(n, v) for n, v in fixed))
             out += fcgi_record(4, rid, b"")
             sent[rid] = 0
         elif typ == 5 and content:  # FCGI_STDIN
@@ -277,19 +245,8 @@ def scgi_trim(stream: bytes, keep: int = TRIM) -> bytes:
 
 
 def ajp_packets(stream: bytes) -> list[bytes]:
-    """Payloads of each whole ``12 34 LEN payload`` packet."""
-    out, i = [], 0
-    while i + 4 <= len(stream) and stream[i : i + 2] == b"\x12\x34":
-        (n,) = struct.unpack(">H", stream[i + 2 : i + 4])
-        if i + 4 + n > len(stream):
-            break
-        out.append(stream[i + 4 : i + 4 + n])
-        i += 4 + n
-    return out
-
-
-def ajp_packet(payload: bytes) -> bytes:
-    return b"\x12\x34" + struct.pack(">H", len(payload)) + payload
+    """Payloads of each whole ``12 34 LEN payload`` packet (web server -> container)."""
+    return wire.parse_ajp_packets(stream, wire.AJP_SERVER_MAGIC)
 
 
 def ajp_set_content_length(fr: bytes, value: int) -> bytes:
@@ -324,9 +281,8 @@ def ajp_body_data(payload: bytes, lighttpd: bool) -> bytes:
 
 
 def ajp_body_packet(data: bytes, lighttpd: bool) -> bytes:
-    if lighttpd or not data:
-        return ajp_packet(data)
-    return ajp_packet(struct.pack(">H", len(data)) + data)
+    """A body packet in the front end's format (lighttpd's has no inner length)."""
+    return ajp_packet(data) if lighttpd else wire.ajp_body_packet(data)
 
 
 def ajp_requests(stream: bytes) -> list[tuple[bytes, list[bytes]]]:

@@ -98,17 +98,18 @@ info "Django: ./manage.py runfcgi method=threaded daemonize=false socket=$socket
 
 # The site file docs/nginx.md shows, its production paths replaced, inside a private nginx.conf:
 # the same derivation the recipe tests run (tests/recipes/production.py).
-PYTHONPATH=tests/recipes:tests/e2e "$venv/bin/python" - "$run/nginx" "$port" "$socket" \
+PYTHONPATH=tests/recipes:tests "$venv/bin/python" - "$run/nginx" "$port" "$socket" \
     "$project/static" <<'EOF'
 import sys
 from pathlib import Path
 
 import production
+from support import harness
 
 run, port, socket, static = sys.argv[1:]
 site = production.derive("nginx-fastcgi.conf")
 values = {"RUN": run, "PORT": port, "SOCKET": socket, "STATIC_ROOT": static}
-production.fill(production.wrap("nginx.conf", site), Path(run) / "nginx.conf", values)
+harness.fill(production.wrap("nginx.conf", site), Path(run) / "nginx.conf", values)
 EOF
 nginx -p "$run/nginx" -c "$run/nginx/nginx.conf" -e "$run/nginx/error.log" &
 nginx_pid=$!

@@ -6,7 +6,7 @@ What it does
 ------------
 * Starts ``ferrocgi wsgi:application method=prefork`` (``tests/apps/wsgi.py``, FastCGI on
   127.0.0.1, log level info) and a private nginx in front of it (``tests/webservers/nginx.conf``:
-  ``fastcgi_keep_conn on`` + upstream keepalive), both through ``tests/e2e/harness.py``.
+  ``fastcgi_keep_conn on`` + upstream keepalive), both through ``tests/support/harness.py``.
 * Runs ``--clients`` client threads until the deadline, each picking at random:
     - ``get``:      GET /fcgi/env/...                      (200, JSON with the right PATH_INFO)
     - ``post``:     POST 1 MiB to /fcgi/echo               (sha256 and length echoed back)
@@ -67,13 +67,16 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-import harness  # noqa: E402
+TESTS = str(ROOT / "tests")
+if TESTS not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # see tests/support/__init__.py
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
+    os.execv(sys.executable, [sys.executable, *sys.argv])
+from support import harness, procfs  # noqa: E402
 
 MiB = 1024 * 1024
 PATTERN = bytes(range(251)) * 262  # tests/apps/wsgi.py ``big``: byte i is i % 251
@@ -82,42 +85,13 @@ PATTERN = bytes(range(251)) * 262  # tests/apps/wsgi.py ``big``: byte i is i % 2
 # --------------------------------------------------------------------------- process tree
 
 
-def children_of() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = defaultdict(list)
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        kids[ppid].append(int(d))
-    return kids
-
-
 def tree(root: int) -> list[int]:
     """The live processes of the tree (zombies, i.e. exited workers not reaped yet, left out)."""
-    kids, out, todo = children_of(), [], [root]
-    while todo:
-        pid = todo.pop()
-        if not zombie(pid):
-            out.append(pid)
-        todo.extend(kids.get(pid, []))
-    return out
-
-
-def zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
+    return [pid for pid in procfs.tree(root) if procfs.alive(pid)]
 
 
 def workers(root: int) -> list[int]:
-    return [p for p in children_of().get(root, []) if not zombie(p)]
+    return procfs.children(root)
 
 
 def rss_kib(pid: int) -> int:

@@ -1,4 +1,6 @@
-"""A WSGI app for ferrocgi's process-model tests (``tests/e2e/test_process.py``).
+"""A WSGI app for ferrocgi's process-model tests (``tests/e2e/test_prefork.py``,
+``test_signals.py``, ``test_daemon.py``, ``test_sockets.py``; started by
+``tests/support/proc_server.py``).
 
 The tests copy this module into a per-test directory, next to a ``version.txt`` it reads once,
 at import time: changing that file and reloading shows whether the new code is served.

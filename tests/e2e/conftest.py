@@ -22,26 +22,19 @@ its report. A missing backend binary makes the test *error*, never skip: CI buil
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import harness
-from harness import Backend, Frontend
+from support import fixtures, harness
+from support.harness import Backend, Frontend
 
-
-@pytest.fixture(scope="session")
-def session_dir() -> Iterator[Path]:
-    with harness.session_tmpdir("ferrocgi-e2e-") as path:
-        yield path
-
-
-@pytest.fixture(scope="module")
-def rundir(session_dir: Path, request: pytest.FixtureRequest) -> Path:
-    name = request.module.__name__.rpartition(".")[2]
-    return harness.make_dir(session_dir / name)
+# Shared with the other suite (tests/support/fixtures.py); pytest collects them from here.
+session_dir = fixtures.session_dir_fixture("ferrocgi-e2e-")
+rundir = fixtures.rundir
+pytest_runtest_makereport = fixtures.pytest_runtest_makereport
 
 
 @pytest.fixture
@@ -101,14 +94,3 @@ def _frontend_fixture(starter: Callable[..., Any]) -> Any:
 nginx = _frontend_fixture(harness.start_nginx)
 apache = _frontend_fixture(harness.start_apache)
 lighttpd = _frontend_fixture(harness.start_lighttpd)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(
-    item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-    report = yield
-    if report.failed and report.when in ("setup", "call"):
-        for proc in harness.LIVE:
-            report.sections.append((f"{proc.name} (pid {proc.pid}) logs", proc.dump()))
-    return report

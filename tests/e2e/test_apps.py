@@ -27,8 +27,8 @@ from typing import Any
 import django
 import pytest
 
-import harness
-from harness import Backend, Frontend, Reply
+from support import harness
+from support.harness import Backend, Frontend, Reply
 
 MIB = 1024 * 1024
 ADMIN_PASSWORD = "ferrocgi-admin-pw-1"

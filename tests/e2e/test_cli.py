@@ -6,26 +6,21 @@ The contract: ``ferrocgi APP [OPTIONS]``, APP is ``module:callable`` (callable d
 naming the option, exits 2 and starts nothing; an app that fails to import prints its
 traceback and exits 1 before binding.
 
-Requests go over raw FastCGI (``wire.py``): the point here is the command line, not a front end.
+Requests go over raw FastCGI (``support.cli.fcgi_env``): the point here is the command line,
+not a front end.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import socket
-import subprocess
-import sys
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import harness
-import wire
+from support import harness, wire
+from support.cli import environ_via, fcgi_env, ferrocgi, python_m, run, serving
 
 #: Every option the contract names; ``--help`` must list each of them.
 OPTIONS = [
@@ -45,60 +40,6 @@ OPTIONS = [
     "ajp_lighttpd_compat",
 ]
 APPS = str(harness.APPS)
-
-
-def clean_env() -> dict[str, str]:
-    # FERROCGI_<NAME> variables are option defaults: none of the test runner's may leak in.
-    return {k: v for k, v in os.environ.items() if not k.startswith("FERROCGI_")}
-
-
-def ferrocgi(*args: str) -> list[str]:
-    return [str(harness.ferrocgi_command()), *args]
-
-
-def python_m(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ferrocgi", *args]
-
-
-def run(
-    argv: Sequence[str], timeout: float = 30, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``argv`` to its end in the test runner's environment less FERROCGI_*, in ``cwd``."""
-    return subprocess.run(
-        list(argv),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=clean_env(),
-        check=False,
-        cwd=cwd,
-    )
-
-
-@contextlib.contextmanager
-def serving(rundir: Path, argv: Sequence[str], address: tuple[str, int] | str) -> Iterator[Any]:
-    d = harness.instance_dir(rundir, "cli")
-    with harness.spawn("ferrocgi", argv, d, env=clean_env()) as proc:
-        harness.wait_until("the socket to accept", proc, lambda: harness.can_connect(address))
-        yield proc
-
-
-def fcgi_env(address: tuple[str, int] | str, path: str = "/env/x", query: str = "") -> Any:
-    """One raw FastCGI request; returns the CGI response."""
-    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(address)
-        params = wire.cgi_params(path="/app" + path, query=query)
-        s.sendall(wire.fcgi_request(params))
-        return wire.read_fcgi_response(s).cgi()
-
-
-def environ_via(address: tuple[str, int] | str, path: str = "/env/x") -> dict[str, Any]:
-    reply = fcgi_env(address, path)
-    assert reply.status == 200, (reply.status, reply.body[:2000])
-    data: dict[str, Any] = json.loads(reply.body)
-    return data
 
 
 # ----------------------------------------------------------------------------- help

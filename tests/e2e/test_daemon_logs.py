@@ -14,11 +14,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_cli import clean_env, ferrocgi, run
-from test_first_contact import project
-from test_process import eventually
 
-import harness
+from support import harness
+from support.cli import clean_env, ferrocgi, project, run
+from support.procfs import eventually
 
 NOBODY = pwd.getpwnam("nobody")
 

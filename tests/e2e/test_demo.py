@@ -18,8 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
-import wire
+from support import harness, wire
 
 ROOT = harness.ROOT
 MYSITE = ROOT / "tests" / "recipes" / "mysite"

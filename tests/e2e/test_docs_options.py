@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
+from support import harness
 
 ROOT = harness.ROOT
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

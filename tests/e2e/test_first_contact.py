@@ -8,24 +8,13 @@ serves, or the message that tells them what to do.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from pathlib import Path
 
 import pytest
-from test_cli import clean_env, environ_via, ferrocgi, run
 
-import harness
-
-APP_SOURCE = harness.APPS / "wsgi.py"
-
-
-def project(rundir: Path, name: str = "project") -> Path:
-    """A directory holding ``app.py`` (a copy of the suite's WSGI app), as a user's would."""
-    d = harness.instance_dir(rundir, name)
-    shutil.copy(APP_SOURCE, d / "app.py")
-    (d / "app.py").chmod(0o644)
-    return d
+from support import harness
+from support.cli import clean_env, environ_via, ferrocgi, project, run
 
 
 def test_working_directory_is_on_sys_path(rundir: Path) -> None:

@@ -19,9 +19,8 @@ from typing import Any
 
 import pytest
 
-import harness
-import wire
-from harness import Backend, Frontend, Reply, send
+from support import harness, wire
+from support.harness import Backend, Frontend, Reply, send
 
 MIB = 1024 * 1024
 BODY_1MIB = random.Random(20261122).randbytes(MIB)

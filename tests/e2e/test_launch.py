@@ -14,10 +14,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from test_cli import clean_env, environ_via, run
-from test_process import eventually
-
-import harness
+from support import harness
+from support.cli import clean_env, environ_via, run
+from support.procfs import children, eventually
 
 
 def serve_script(d: Path, call: str) -> Path:
@@ -38,11 +37,6 @@ def serve_script(d: Path, call: str) -> Path:
 
 def app_env() -> dict[str, str]:
     return {**clean_env(), "PYTHONPATH": str(harness.APPS)}
-
-
-def children(pid: int) -> list[int]:
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return [int(p) for p in path.read_text().split()] if path.exists() else []
 
 
 def test_serve_keywords_are_the_commands_options(rundir: Path) -> None:

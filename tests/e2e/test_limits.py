@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import wire
-from harness import Backend
+from support import wire
+from support.harness import Backend
 
 
 def fcgi_get(backend: Backend, query: str, timeout: float = 10.0) -> wire.FcgiResponse:

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import pytest
 
-import wire
-from harness import Backend
+from support import wire
+from support.harness import Backend
 
 REPLY_TIMEOUT = 1.0
 #: What the backend logs for a protocol error (contract: one line, with the peer and the reason).

@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
-import wire
+from support import harness, wire
 
 # The Django releases the project tests (scripts/test.sh): 4.2 LTS, 5.2 LTS, 6.x.
 SUPPORTED_DJANGO = re.compile(r"^(4\.2|5\.2|6\.\d+)(\.\d+)*$")

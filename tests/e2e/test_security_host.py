@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-import harness
-import wire
-from harness import Backend
+from support import harness, wire
+from support.harness import Backend
 
 APP = "security_app:application"
 
@@ -130,7 +129,7 @@ def test_queued_jobs_past_queue_timeout_get_503_and_aborted_ones_do_not_run(
     import threading
     import time
 
-    from test_process import fcgi_exchange, ferrocgi
+    from support.proc_server import fcgi_exchange, ferrocgi
 
     words = ["method=threaded", "threads=1", "queue_timeout=1s"]
     with ferrocgi(rundir, words) as srv:
@@ -180,7 +179,7 @@ def test_thread_local_data_of_ended_runtime_threads_is_freed(rundir: Path) -> No
     threading.local data (a database connection, say), must go too."""
     import time
 
-    from test_process import fcgi_json, ferrocgi, prefork
+    from support.proc_server import fcgi_json, ferrocgi, prefork
 
     def slow_big() -> None:
         """A large response read slowly, so the worker's sends wait for room."""
@@ -210,7 +209,7 @@ def test_spooled_bodies_share_max_spool_and_close_releases_one(rundir: Path) -> 
     import threading
     import time
 
-    from test_process import ferrocgi
+    from support.proc_server import ferrocgi
 
     def post(path: str, query: str = "") -> int:
         body = b"u" * 800_000

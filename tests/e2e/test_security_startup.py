@@ -15,9 +15,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_process import FERROCGI, eventually, fcgi_json, ferrocgi, make_app, prefork
 
-import harness
+from support import harness
+from support.proc_server import FERROCGI, fcgi_json, ferrocgi, make_app, prefork
+from support.procfs import eventually
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root, as CI runs")
 

@@ -12,9 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import harness
-import wire
-from harness import Backend, Frontend, send
+from support import harness, wire
+from support.harness import Backend, Frontend, send
 
 
 def rss_kib(pid: int) -> int:
@@ -111,7 +110,7 @@ def test_path_info_rebuilt_from_request_uri_has_no_dot_segments(
 def test_allow_from_refusals_are_rate_limited_in_the_log(rundir: Path) -> None:
     """A burst of connections from outside allow_from: each is closed, the log gets a line a
     second (with how many went unlogged), not a line each; allowed peers are served."""
-    from test_process import fcgi_exchange, fcgi_json, ferrocgi
+    from support.proc_server import fcgi_exchange, fcgi_json, ferrocgi
 
     words = ["method=threaded", "host=0.0.0.0", "allow_from=::ffff:127.0.0.1"]
     with ferrocgi(rundir, words) as srv:
@@ -126,7 +125,7 @@ def test_allow_from_refusals_are_rate_limited_in_the_log(rundir: Path) -> None:
 
 def test_allow_from_with_a_unix_socket_is_an_error_at_start_up(rundir: Path) -> None:
     """allow_from cannot guard a Unix socket: said at once, not silently ignored."""
-    from test_cli import ferrocgi, run
+    from support.cli import ferrocgi, run
 
     sock = harness.instance_dir(rundir, "unix") / "s.sock"
     done = run(ferrocgi("wsgi:application", f"socket={sock}", "allow_from=127.0.0.1"))
@@ -138,7 +137,7 @@ def test_allow_from_with_a_unix_socket_is_an_error_at_start_up(rundir: Path) -> 
 def test_idle_connections_do_not_pin_prefork_workers(rundir: Path) -> None:
     """50 connections that never send a request, against 2 single-threaded prefork workers:
     a real request is still served (an accepted connection counts as busy only briefly)."""
-    from test_process import fcgi_exchange, ferrocgi, prefork
+    from support.proc_server import fcgi_exchange, ferrocgi, prefork
 
     words = prefork("minspare=2", "maxspare=2", "maxchildren=2")
     with ferrocgi(rundir, words) as srv:

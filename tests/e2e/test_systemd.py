@@ -22,8 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import harness
-import wire
+from support import harness, wire
 
 UNITS = harness.ROOT / "docs" / "systemd"
 VENV_FERROCGI = "/srv/mysite/venv/bin/ferrocgi"
@@ -133,7 +132,7 @@ def test_the_socket_activated_unit_runs_as_written(rundir: Path) -> None:
 def test_type_notify_ready_reloading_stopping(rundir: Path, method: str) -> None:
     """With NOTIFY_SOCKET (a datagram socket standing in for systemd's): READY=1 with a
     status once serving; RELOADING=1 then READY=1 around SIGHUP; STOPPING=1 on SIGTERM."""
-    from test_process import ferrocgi, prefork
+    from support.proc_server import ferrocgi, prefork
 
     path = str(harness.instance_dir(rundir, "notify") / "notify.sock")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:

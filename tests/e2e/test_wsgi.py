@@ -29,8 +29,8 @@ from typing import Any
 
 import pytest
 
-import harness
-from harness import Backend, Frontend, Reply, send
+from support import harness
+from support.harness import Backend, Frontend, Reply, send
 
 MIB = 1024 * 1024
 BODY_8MIB = random.Random(3333).randbytes(8 * MIB)

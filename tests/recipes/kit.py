@@ -13,7 +13,8 @@ workers as ``nobody``).
 runfcgi detaches when an address is given, so the command may return at once, leaving a
 daemon whose pid we do not know: every process is therefore tagged (``FERROCGI_RECIPE`` in its
 environment; its command line names the run dir) and ``kill_tagged`` finds and stops what is
-left, after the pidfile's pid, at teardown. Web servers come from ``tests/e2e/harness.py``.
+left, after the pidfile's pid, at teardown. Processes, ``/proc`` and web servers come from
+the package ``tests/support`` (``harness``, ``procfs``).
 
 The ``check_*`` functions are what every recipe verifies through its front end: a page with
 ``{% url %}`` links, the admin login page and its CSS (served by the web server), a
@@ -41,8 +42,8 @@ from pathlib import Path
 
 import production
 
-import harness
-from harness import LOOPBACK, Proc
+from support import harness, procfs
+from support.harness import LOOPBACK, Proc
 
 HERE = Path(__file__).resolve().parent
 MYSITE = HERE / "mysite"
@@ -158,56 +159,10 @@ def render(template: str, dest: Path, values: Mapping[str, str], mode: int = 0o6
 # --------------------------------------------------------------------------- daemons
 
 
-def _proc_pids() -> Iterator[int]:
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            yield int(entry)
-
-
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
-
-
 def tagged_pids(tag: str, path: Path | None = None) -> list[int]:
     """Processes whose environment has ``FERROCGI_RECIPE=tag`` or whose command line names
     ``path`` (docs/apache.md's restart script clears the environment with ``env -``)."""
-    me = os.getpid()
-    env_mark = f"FERROCGI_RECIPE={tag}".encode()
-    path_mark = str(path).encode() if path else None
-    found = []
-    for pid in _proc_pids():
-        if pid == me:
-            continue
-        environ = _read(f"/proc/{pid}/environ").split(b"\0")
-        cmdline = _read(f"/proc/{pid}/cmdline")
-        if env_mark in environ or (path_mark and path_mark in cmdline):
-            found.append(pid)
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie still answers kill(0): it has exited.
-    stat = _read(f"/proc/{pid}/stat").decode(errors="replace")
-    return not re.search(r"\) Z ", stat)
-
-
-def wait_gone(pids: Sequence[int], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not any(pid_alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return not any(pid_alive(p) for p in pids)
+    return procfs.tagged(f"FERROCGI_RECIPE={tag}", path)
 
 
 def kill_tagged(tag: str, path: Path | None = None, pidfile: Path | None = None) -> None:
@@ -218,14 +173,10 @@ def kill_tagged(tag: str, path: Path | None = None, pidfile: Path | None = None)
         with contextlib.suppress(OSError, ValueError):
             pids.append(int(pidfile.read_text().split()[0]))
     pids += tagged_pids(tag, path)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    if not wait_gone(pids, 10.0):
-        for pid in pids + tagged_pids(tag, path):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        wait_gone(pids, 5.0)
+    procfs.signal_all(pids, signal.SIGTERM)
+    if not procfs.wait_gone(pids, 10.0):
+        procfs.signal_all(pids + tagged_pids(tag, path), signal.SIGKILL)
+        procfs.wait_gone(pids, 5.0)
 
 
 Address = tuple[str, int] | str
@@ -299,10 +250,6 @@ def runfcgi(
 ) -> contextlib.AbstractContextManager[Runfcgi]:
     """``./manage.py runfcgi WORDS``, as the docs write it."""
     return launch(project, ["./manage.py", "runfcgi", *words], address, env, pidfile, user)
-
-
-def read_pid(pidfile: Path) -> int:
-    return int(pidfile.read_text().split()[0])
 
 
 def stop_cleanly(server: Runfcgi, timeout: float = 15.0) -> int:
@@ -491,14 +438,6 @@ def info(site: Site) -> dict[str, object]:
     return expect(get(site, f"{site.prefix}/info/"), 200, "info").json()
 
 
-def eventually(what: str, check: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-
-
 # --------------------------------------------------------------------------- web servers
 
 
@@ -512,19 +451,11 @@ def apache(
     vals = {"RUN": str(d), **values}
     harness.render("apache-common.conf", d / "apache-common.conf", vals)
     if template in production.REPLACEMENTS:
-        conf = production.fill(production.apache_config(template), d / "httpd.conf", vals)
+        conf = harness.fill(production.apache_config(template), d / "httpd.conf", vals)
     else:
         conf = render(template, d / "httpd.conf", vals)
-    err = d / "error.log"
-    argv = [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
-    with harness.spawn(name, argv, d, logs=[err], env=env) as proc:
-        for key in ("PORT", "PREFIX_PORT"):
-            if key in vals:
-                port = int(vals[key])
-                harness.wait_until(
-                    f"port {port}", proc, lambda p=port: harness.can_connect((LOOPBACK, p))
-                )
+    ports = [int(vals[key]) for key in ("PORT", "PREFIX_PORT") if key in vals]
+    with harness.run_webserver("apache", d, conf, ports, name) as proc:
         yield proc
 
 
@@ -535,12 +466,8 @@ def nginx(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator[Pr
         harness.make_dir(d / sub)
     vals = {"RUN": str(d), **values}
     site = production.derive(template)
-    conf = production.fill(production.wrap("nginx.conf", site), d / "nginx.conf", vals)
-    err = d / "error.log"
-    argv = [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(err)]
-    with harness.spawn("nginx", argv, d, logs=[err]) as proc:
-        port = int(vals["PORT"])
-        harness.wait_until(f"port {port}", proc, lambda: harness.can_connect((LOOPBACK, port)))
+    conf = harness.fill(production.wrap("nginx.conf", site), d / "nginx.conf", vals)
+    with harness.run_webserver("nginx", d, conf, [int(vals["PORT"])]) as proc:
         yield proc
 
 
@@ -550,17 +477,6 @@ def lighttpd(rundir: Path, template: str, values: Mapping[str, str]) -> Iterator
     harness.make_dir(d / "tmp")
     vals = {"RUN": str(d), **values}
     site = production.derive(template)
-    conf = production.fill(production.wrap("lighttpd.conf", site), d / "lighttpd.conf", vals)
-    err = d / "error.log"
-    argv = [_sbin("lighttpd"), "-D", "-f", str(conf)]
-    with harness.spawn("lighttpd", argv, d, logs=[err]) as proc:
-        port = int(vals["PORT"])
-        harness.wait_until(f"port {port}", proc, lambda: harness.can_connect((LOOPBACK, port)))
+    conf = harness.fill(production.wrap("lighttpd.conf", site), d / "lighttpd.conf", vals)
+    with harness.run_webserver("lighttpd", d, conf, [int(vals["PORT"])]) as proc:
         yield proc
-
-
-def _sbin(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if not found:
-        raise RuntimeError(f"{name} is not installed (scripts/test.sh installs it)")
-    return found

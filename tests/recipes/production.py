@@ -15,10 +15,10 @@ what the tests run: a change to the snippet is a change to the test.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-import harness
+from support import harness
 
 ROOT = Path(__file__).resolve().parents[2]
 WRAPPERS = harness.WEBSERVERS / "harness"
@@ -101,17 +101,6 @@ def wrap(wrapper: str, site: str) -> str:
     text = (WRAPPERS / wrapper).read_text()
     assert text.count("\n@SITE@\n") == 1, f"{wrapper} needs one @SITE@ line"
     return text.replace("\n@SITE@\n", "\n" + site)
-
-
-def fill(text: str, dest: Path, values: Mapping[str, str]) -> Path:
-    """Fill ``@KEY@`` placeholders; every one must be filled."""
-    for key, value in values.items():
-        text = text.replace(f"@{key}@", value)
-    left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
-    if left:
-        raise ValueError(f"{dest.name}: unfilled placeholders {left}")
-    dest.write_text(text)
-    return dest
 
 
 def apache_modules(site: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness
 
 MOUNTS = ["root", "prefix"]
 # The site file's second virtual host: the site at /prefix.

@@ -16,7 +16,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness
 
 INSTALLS = {
     # name: (Host, public prefix, FORCE_SCRIPT_NAME)

@@ -20,7 +20,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness
 
 MOUNTS = ["root", "prefix"]
 WORKERS_GROUP = "nogroup"

@@ -22,7 +22,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness, procfs
 
 MOUNTS = ["root", "prefix"]
 # The site file's second virtual host: the site at /prefix.
@@ -118,25 +118,25 @@ def test_runfcgi_daemonizes_by_default(stack: Stack) -> None:
 
 def test_pidfile_names_the_daemon(stack: Stack) -> None:
     assert stack.pidfile.exists(), "pidfile=mysite.pid was not written"
-    pid = kit.read_pid(stack.pidfile)
-    assert kit.pid_alive(pid), f"pidfile names {pid}, which is not running"
+    pid = procfs.read_pid(stack.pidfile)
+    assert procfs.alive(pid), f"pidfile names {pid}, which is not running"
     assert pid != stack.server.launcher.pid, "the pidfile must name the detached process"
 
 
 def test_prefork_workers_serve(stack: Stack) -> None:
     """method=prefork: requests are served by worker processes, children of the daemon."""
-    master = kit.read_pid(stack.pidfile)
+    master = procfs.read_pid(stack.pidfile)
     seen = {(i["pid"], i["ppid"]) for i in (kit.info(stack.sites["root"]) for _ in range(10))}
     assert all(pid != master and ppid == master for pid, ppid in seen), (master, seen)
 
 
 def test_kill_cat_pidfile_stops_the_daemon(stack: Stack) -> None:
     """``kill `cat $PIDFILE``` (SIGTERM): a graceful stop that removes the pidfile."""
-    pid = kit.read_pid(stack.pidfile)
+    pid = procfs.read_pid(stack.pidfile)
     subprocess.run(
         ["sh", "-c", 'kill `cat "$PIDFILE"`'], env={"PIDFILE": str(stack.pidfile)}, check=True
     )
-    assert kit.wait_gone([pid], 15), f"{pid} still running 15 s after SIGTERM"
+    assert procfs.wait_gone([pid], 15), f"{pid} still running 15 s after SIGTERM"
     assert not harness.can_connect(str(stack.socket)), "the socket still accepts"
     assert not stack.pidfile.exists(), "the pidfile was left behind"
 
@@ -167,13 +167,13 @@ def test_restart_script_twice(stack: Stack) -> None:
             except subprocess.TimeoutExpired:
                 pytest.fail(f"restart.sh run {run} did not return (no daemon)\n{started.log()}")
             assert code == 0, started.log()
-            kit.eventually("the pidfile", stack.pidfile.exists)
-            pids.append(kit.read_pid(stack.pidfile))
-            assert kit.pid_alive(pids[-1])
+            procfs.eventually("the pidfile", stack.pidfile.exists)
+            pids.append(procfs.read_pid(stack.pidfile))
+            assert procfs.alive(pids[-1])
             kit.check_page(site)
         assert pids[0] != pids[1]
-        assert kit.wait_gone([pids[0]], 15), "the first daemon is still running"
+        assert procfs.wait_gone([pids[0]], 15), "the first daemon is still running"
         kit.check_login(site)
         # The old daemon is gone: its exit must not have removed the new one's files.
-        assert stack.pidfile.exists() and kit.read_pid(stack.pidfile) == pids[1]
+        assert stack.pidfile.exists() and procfs.read_pid(stack.pidfile) == pids[1]
         assert harness.can_connect(str(stack.socket))

@@ -15,7 +15,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness
 
 FRONTS = ["apache-scgi", "apache-ajp", "nginx-scgi"]
 MOUNTS = ["root", "prefix"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness
 
 
 @pytest.fixture(scope="module")

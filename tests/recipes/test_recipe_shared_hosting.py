@@ -23,7 +23,7 @@ from pathlib import Path
 import kit
 import pytest
 
-import harness
+from support import harness, procfs
 
 USER = "www-data"
 INSTALLS = {"root": "", "prefix": "/prefix"}
@@ -96,5 +96,5 @@ def test_touch_serves_the_new_code(stack: Stack) -> None:
     project.set_version(2)
     os.utime(script)  # touch mysite.fcgi
     with contextlib.suppress(AssertionError):
-        kit.eventually("version 2 after touch", lambda: kit.info(site)["version"] == 2, 15)
+        procfs.eventually("version 2 after touch", lambda: kit.info(site)["version"] == 2, 15)
     assert kit.info(site)["version"] == 2, "touch mysite.fcgi: the old code is still served"

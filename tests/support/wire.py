@@ -117,6 +117,23 @@ def fcgi_nv(name: bytes, value: bytes) -> bytes:
     return fcgi_length(len(name)) + fcgi_length(len(value)) + name + value
 
 
+def fcgi_nv_decode(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The name-value pairs of a PARAMS block (the inverse of :func:`fcgi_nv`)."""
+
+    def length(i: int) -> tuple[int, int]:
+        if block[i] & 0x80:
+            return struct.unpack(">I", block[i : i + 4])[0] & 0x7FFFFFFF, i + 4
+        return block[i], i + 1
+
+    out, i = [], 0
+    while i < len(block):
+        nl, i = length(i)
+        vl, i = length(i)
+        out.append((block[i : i + nl], block[i + nl : i + nl + vl]))
+        i += nl + vl
+    return out
+
+
 def fcgi_params(pairs: Iterable[tuple[str, str]]) -> bytes:
     return b"".join(fcgi_nv(k.encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
 
@@ -355,10 +372,11 @@ def read_ajp_packet(sock: socket.socket) -> bytes:
     return recv_exact(sock, length)
 
 
-def parse_ajp_packets(data: bytes) -> list[bytes]:
-    """Complete container packets at the start of ``data``."""
+def parse_ajp_packets(data: bytes, magic: bytes = AJP_CONTAINER_MAGIC) -> list[bytes]:
+    """Complete packets at the start of ``data``: the container's (``AB``), or with
+    ``magic=AJP_SERVER_MAGIC`` the web server's."""
     out, i = [], 0
-    while i + 4 <= len(data) and data[i : i + 2] == AJP_CONTAINER_MAGIC:
+    while i + 4 <= len(data) and data[i : i + 2] == magic:
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if i + 4 + length > len(data):
             break

@@ -1,4 +1,4 @@
-"""Process plumbing for the end-to-end tests: the echo backend and private web servers.
+"""Process plumbing for the suites and scripts: the echo and WSGI backends, private web servers.
 
 Theory of operation
 -------------------
@@ -8,7 +8,8 @@ exits, so nothing outlives a test module even when a test fails half-way. Each i
 its own directory under the module's run dir; all directories are 0755 because nginx workers
 run as ``nobody`` and Apache children as ``www-data`` and must reach the Unix sockets there.
 
-The ``start_*`` functions are context managers; ``conftest.py`` wraps them in fixtures.
+The ``start_*`` functions are context managers; ``tests/e2e/conftest.py`` wraps them in
+fixtures. ``run_webserver`` starts a web server on a config rendered elsewhere (the recipes').
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ def spawn(
     workdir: Path,
     logs: Sequence[Path] = (),
     env: Mapping[str, str] | None = None,
+    pass_fds: Sequence[int] = (),
 ) -> Iterator[Proc]:
+    """``argv`` in ``workdir``, in a new session, output to NAME.stdout / NAME.stderr there,
+    inheriting ``pass_fds``; stopped (the whole group killed) when the block exits."""
     out = open(workdir / f"{name}.stdout", "wb")
     err_path = workdir / f"{name}.stderr"
     err = open(err_path, "wb")
@@ -129,6 +133,7 @@ def spawn(
             cwd=workdir,
             env=dict(env) if env is not None else None,
             start_new_session=True,
+            pass_fds=tuple(pass_fds),
         )
     finally:
         out.close()
@@ -291,15 +296,21 @@ def start_backend(
 # --------------------------------------------------------------------------- web servers
 
 
-def render(template: str, dest: Path, values: Mapping[str, str]) -> Path:
-    text = (WEBSERVERS / template).read_text()
+def fill(text: str, dest: Path, values: Mapping[str, str], what: str = "") -> Path:
+    """``text`` with its ``@KEY@`` placeholders filled, written to ``dest``; every one must be
+    filled."""
     for key, value in values.items():
         text = text.replace(f"@{key}@", value)
     left = sorted(set(re.findall(r"@[A-Z_]+@", text)))
     if left:
-        raise ValueError(f"{template}: unfilled placeholders {left}")
+        raise ValueError(f"{what or dest.name}: unfilled placeholders {left}")
     dest.write_text(text)
     return dest
+
+
+def render(template: str, dest: Path, values: Mapping[str, str]) -> Path:
+    """``tests/webservers/TEMPLATE`` filled into ``dest`` (see :func:`fill`)."""
+    return fill((WEBSERVERS / template).read_text(), dest, values, template)
 
 
 @dataclass
@@ -320,6 +331,33 @@ def _wait_http(proc: Proc, port: int) -> None:
     wait_until(f"port {port} to accept", proc, lambda: can_connect((LOOPBACK, port)))
 
 
+def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
+    """How ``kind`` (nginx, apache, lighttpd) runs ``conf`` in the foreground, logging to
+    ``d/error.log``."""
+    if kind == "nginx":
+        return [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
+    if kind == "apache":
+        return [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
+    if kind == "lighttpd":
+        return [_sbin("lighttpd"), "-D", "-f", str(conf)]
+    raise ValueError(f"unknown web server {kind!r}")
+
+
+@contextlib.contextmanager
+def run_webserver(
+    kind: str, d: Path, conf: Path, ports: Iterable[int], name: str | None = None
+) -> Iterator[Proc]:
+    """The web server ``kind`` on the rendered ``conf`` (its files in ``d``), until every one
+    of ``ports`` accepts; stopped when the block exits."""
+    # apache2 reads no /etc/apache2/envvars here; give it a sane, minimal environment.
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"} if kind == "apache" else None
+    argv = webserver_argv(kind, d, conf)
+    with spawn(name or kind, argv, d, logs=[d / "error.log"], env=env) as proc:
+        for port in ports:
+            _wait_http(proc, port)
+        yield proc
+
+
 @contextlib.contextmanager
 def start_nginx(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
     """nginx with /fcgi/ (FastCGI, keep_conn) and /scgi/ (SCGI) locations, both to ``backend``."""
@@ -337,10 +375,7 @@ def start_nginx(rundir: Path, backend: Backend, port: int | None = None) -> Iter
             "SCGI_UPSTREAM": backend.nginx_upstream,
         },
     )
-    err = d / "error.log"
-    argv = [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(err)]
-    with spawn("nginx", argv, d, logs=[err]) as proc:
-        _wait_http(proc, port)
+    with run_webserver("nginx", d, conf, [port]) as proc:
         prefix = {"fcgi": "/fcgi", "scgi": "/scgi"}[backend.protocol]
         yield Frontend("nginx", proc, port, prefix, backend)
 
@@ -364,12 +399,7 @@ def start_apache(rundir: Path, backend: Backend, port: int | None = None) -> Ite
         values["BACKEND_PORT"] = str(backend.port)
     render("apache-common.conf", d / "apache-common.conf", values)
     conf = render(APACHE_TEMPLATES[backend.protocol], d / "httpd.conf", values)
-    err = d / "error.log"
-    argv = [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
-    # apache2 reads no /etc/apache2/envvars here; give it a sane, minimal environment.
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"}
-    with spawn("apache", argv, d, logs=[err], env=env) as proc:
-        _wait_http(proc, port)
+    with run_webserver("apache", d, conf, [port]) as proc:
         yield Frontend("apache", proc, port, "/app", backend)
 
 
@@ -392,10 +422,7 @@ def start_lighttpd(rundir: Path, backend: Backend, port: int | None = None) -> I
         d / "lighttpd.conf",
         {"RUN": str(d), "PORT": str(port), "BACKEND": backend.lighttpd_spec},
     )
-    err = d / "error.log"
-    argv = [_sbin("lighttpd"), "-D", "-f", str(conf)]
-    with spawn("lighttpd", argv, d, logs=[err]) as proc:
-        _wait_http(proc, port)
+    with run_webserver("lighttpd", d, conf, [port]) as proc:
         yield Frontend("lighttpd", proc, port, "/app", backend)
 
 
