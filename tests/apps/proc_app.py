@@ -16,6 +16,8 @@ Routes (by the last segment of PATH_INFO):
   making this thread's if it had none.
 - ``/drop?sleep=S``: closes ``wsgi.input`` without reading it, then sleeps S seconds.
 - ``/big?bytes=N``: N bytes in 64 KiB chunks (a response that fills the connection's queue).
+- ``/hog?mb=N``: keeps N MiB more allocated (and touched) for the life of the process;
+  answers ``{"pid", "held_mb"}``.
 - ``/ids``: the process's ids now (real, effective, saved uid and gid; supplementary groups),
   the effective uid the module was imported with, and the environment's ``FERROCGI_*`` names.
 """
@@ -48,6 +50,7 @@ class PerThread:
 
 
 IMPORT_EUID = os.geteuid()
+HOGGED: list[bytearray] = []
 
 
 def _reply(start_response: Callable[..., Any], data: dict[str, Any]) -> list[bytes]:
@@ -75,6 +78,10 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
         n = int(query.get("bytes", "0"))
         start_response("200 OK", [("Content-Length", str(n))])
         return (b"x" * min(65536, n - i) for i in range(0, n, 65536))
+    if route == "hog":
+        HOGGED.append(bytearray(b"x" * (int(query.get("mb", "1")) << 20)))
+        held = sum(len(b) for b in HOGGED) >> 20
+        return _reply(start_response, {"pid": os.getpid(), "held_mb": held})
     if route == "ids":
         return _reply(
             start_response,

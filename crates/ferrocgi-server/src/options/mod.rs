@@ -263,6 +263,11 @@ pub struct Options {
     pub group: Option<Account>,
     /// `graceful_timeout`.
     pub graceful_timeout: Duration,
+    /// `maxrequests_jitter`: each process's `maxrequests` is raised by a random 0..=N.
+    pub maxrequests_jitter: u64,
+    /// `max_rss`: resident memory past which a process is replaced after its request; `None`
+    /// = no limit.
+    pub max_rss: Option<u64>,
     // ---- limits ----
     /// `max_body`: largest request body (413 past it); `None` = unlimited.
     pub max_body: Option<u64>,
@@ -336,6 +341,8 @@ impl Default for Options {
             user: None,
             group: None,
             graceful_timeout: DEFAULT_GRACEFUL_TIMEOUT,
+            maxrequests_jitter: 0,
+            max_rss: None,
             max_body: Some(DEFAULT_MAX_BODY),
             spool_threshold: DEFAULT_SPOOL_THRESHOLD,
             max_connections: DEFAULT_MAX_CONNECTIONS,

@@ -152,6 +152,7 @@ fn context(name: &str) -> &'static [&'static str] {
         // daemonize=false only changes something where an address made it default to true.
         "socket_mode" | "socket_owner" | "daemonize" => &["socket=/tmp/x.sock"],
         "maxspare" | "minspare" => &[],
+        "maxrequests_jitter" => &["maxrequests=1000"],
         _ => &[],
     }
 }
@@ -478,6 +479,8 @@ fn bad_inputs_give_their_line() {
         (&["max_in_flight=0"], django, "ferrocgi: option 'max_in_flight': must be at least 1 (example: max_in_flight=256)"),
         (&["backlog=0"], django, "ferrocgi: option 'backlog': must be at least 1 (example: backlog=511)"),
         (&["max_params_bytes=100"], django, "ferrocgi: option 'max_params_bytes': 100 is less than 1K (example: max_params_bytes=128K)"),
+        (&["maxrequests_jitter=10"], django, "ferrocgi: option 'maxrequests_jitter': applies only with maxrequests (example: maxrequests=1000 maxrequests_jitter=100)"),
+        (&["max_rss=lots"], django, r#"ferrocgi: option 'max_rss': "lots" is not a size (bytes, or a number with K, M or G) (example: max_rss=512M)"#),
         (&["prot=fcgi"], django, "ferrocgi: unknown option 'prot' (did you mean 'protocol'?)"),
         (&["--prot=fcgi"], django, "ferrocgi: unknown option '--prot' (did you mean '--protocol'?)"),
         (&["--max-bdy", "1M"], cli, "ferrocgi: unknown option '--max-bdy' (did you mean '--max-body'?)"),
@@ -1023,4 +1026,15 @@ fn allow_from_ipv4_mapped_entries_match_ipv4_peers_and_unix_sockets_refuse_it() 
     assert!(o.allow_from[1].contains(v4("192.168.7.9")));
     let e = error(&["socket=/tmp/x.sock", "allow_from=127.0.0.1"], &DJANGO);
     assert!(e.contains("applies to TCP peers only"), "{e}");
+}
+
+#[test]
+fn recycling_options() {
+    assert_eq!(django(&[]).max_rss, None);
+    assert_eq!(django(&["max_rss=512M"]).max_rss, Some(512 << 20));
+    for off in ["none", "off", "0"] {
+        assert_eq!(django(&[&format!("max_rss={off}")]).max_rss, None, "{off}");
+    }
+    let o = django(&["maxrequests=100", "maxrequests_jitter=20"]);
+    assert_eq!((o.maxrequests, o.maxrequests_jitter), (100, 20));
 }

@@ -126,6 +126,13 @@ impl Options {
 
     /// Across fields: the process pool's bounds.
     fn check_pool(&self) -> Result<(), OptionsError> {
+        if self.maxrequests_jitter > 0 && self.maxrequests == 0 {
+            return Err(invalid(
+                "maxrequests_jitter",
+                "applies only with maxrequests",
+                "maxrequests=1000 maxrequests_jitter=100",
+            ));
+        }
         if self.minspare > self.maxspare {
             return Err(invalid(
                 "minspare",

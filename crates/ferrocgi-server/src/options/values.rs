@@ -91,8 +91,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// A size where 0 means none: `max_spool`.
+/// A size where 0 (or `none`, `off`) means none: `max_spool`, `max_rss`.
 pub(crate) fn optional_size(s: &str) -> Result<Option<u64>, String> {
+    if matches!(s.to_ascii_lowercase().as_str(), "none" | "off") {
+        return Ok(None);
+    }
     Ok(Some(parse_size(s)?).filter(|n| *n > 0))
 }
 

@@ -270,6 +270,8 @@ fn run_threaded<A: AppHost>(
         exit_on_change: ready.watch_script,
         reopen_logs: Some(ready.reopen),
         io_threads: serving.io_threads,
+        maxrequests: recycle_after(opts),
+        max_rss: opts.max_rss,
         notify: true,
         ready_status: Some(format!(
             "serving on {}: threaded, {} threads",
@@ -361,7 +363,8 @@ fn run_worker<A: AppHost>(
     let server = Server::new(listener, opts.server_config(), serving.handler);
     let plan = RunPlan {
         status: Some(setup.status),
-        maxrequests: opts.maxrequests,
+        maxrequests: recycle_after(opts),
+        max_rss: opts.max_rss,
         reopen_logs: Some(reopen.clone()),
         io_threads: serving.io_threads,
         accept_below: Some(opts.threads),
@@ -376,6 +379,16 @@ fn run_worker<A: AppHost>(
     };
     host.unlocked(|| (serving.wait_ended)(Duration::from_secs(5)));
     code
+}
+
+/// This process's `maxrequests`: the option plus a random 0..=`maxrequests_jitter`, so that
+/// workers started together are not all replaced together.
+fn recycle_after(opts: &Options) -> u64 {
+    match (opts.maxrequests, opts.maxrequests_jitter) {
+        (0, _) => 0,
+        (n, 0) => n,
+        (n, jitter) => n.saturating_add(fastrand::u64(0..=jitter)),
+    }
 }
 
 /// Hands the socket to a fresh copy of this program (graceful reload); returns only on error,
@@ -418,4 +431,24 @@ fn run_cgi<A: AppHost>(opts: &Options, host: &A) -> io::Result<i32> {
         daemon::exit_now(0);
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maxrequests_jitter_raises_each_limit_by_at_most_n() {
+        let opts = |maxrequests, maxrequests_jitter| Options {
+            maxrequests,
+            maxrequests_jitter,
+            ..Options::default()
+        };
+        assert_eq!(recycle_after(&opts(0, 0)), 0);
+        assert_eq!(recycle_after(&opts(100, 0)), 100);
+        let limits: std::collections::BTreeSet<u64> =
+            (0..200).map(|_| recycle_after(&opts(100, 10))).collect();
+        assert!(limits.iter().all(|n| (100..=110).contains(n)), "{limits:?}");
+        assert!(limits.len() > 1, "not all the same: {limits:?}");
+    }
 }

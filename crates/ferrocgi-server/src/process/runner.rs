@@ -24,8 +24,12 @@ pub struct RunPlan {
     pub ready_status: Option<String>,
     /// Prefork worker: the status pipe to the supervisor.
     pub status: Option<OwnedFd>,
-    /// Prefork worker: retire after this many requests (0: never).
+    /// Recycle the process after this many requests (0: never): a prefork worker retires, a
+    /// process that may reload reloads, any other stops.
     pub maxrequests: u64,
+    /// Recycle the process, likewise, once its resident memory passes this many bytes after
+    /// a request.
+    pub max_rss: Option<u64>,
     /// Single process: SIGHUP and `reload_on` changes reload (a worker leaves that to its
     /// supervisor and ignores SIGHUP).
     pub reload: bool,
@@ -184,33 +188,77 @@ fn start_load_reports<H: Handler>(server: &Server<H>, status: &UnixStream) -> io
     Ok(())
 }
 
-/// Retirement after maxrequests, counted as requests start (so no request starts past the
-/// limit while the retirement is on its way): the receiver turns true then. `None`: no limit.
-fn retirement<H: Handler>(
-    server: &Server<H>,
-    maxrequests: u64,
-) -> Option<tokio::sync::watch::Receiver<bool>> {
-    if maxrequests == 0 {
-        return None;
-    }
-    let (retire_tx, retire_rx) = tokio::sync::watch::channel(false);
-    let mut load = server.load();
-    tokio::spawn(async move {
-        if load.wait_for(|l| l.started >= maxrequests).await.is_ok() {
-            let _ = retire_tx.send(true);
-        }
-    });
-    Some(retire_rx)
+/// Why a process is replaced by a fresh one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Recycle {
+    /// It started `maxrequests` requests.
+    MaxRequests(u64),
+    /// Its resident memory (these bytes) passed `max_rss` after a request.
+    MaxRss(u64),
 }
 
-/// Resolves when the retirement is due; never without a limit.
-async fn retirement_due(retire: &mut Option<tokio::sync::watch::Receiver<bool>>) {
-    match retire {
-        Some(r) => {
-            let _ = r.wait_for(|due| *due).await;
-        }
-        None => std::future::pending().await,
+/// How often at most the resident memory is read, after requests end.
+const RSS_CHECK_EVERY: Duration = Duration::from_millis(100);
+
+/// This process's resident memory in bytes (`/proc/self/statm`).
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE).ok()??;
+    Some(pages * u64::try_from(page).ok()?)
+}
+
+/// Watches the load for a reason to recycle the process: `maxrequests` counted as requests
+/// start (so no request starts past the limit while the recycling is on its way), `max_rss`
+/// read after requests end (at most every [`RSS_CHECK_EVERY`]). `None`: no limit set.
+fn recycling<H: Handler>(
+    server: &Server<H>,
+    maxrequests: u64,
+    max_rss: Option<u64>,
+) -> Option<tokio::sync::watch::Receiver<Option<Recycle>>> {
+    if maxrequests == 0 && max_rss.is_none() {
+        return None;
     }
+    let (tx, rx) = tokio::sync::watch::channel(None);
+    let mut load = server.load();
+    tokio::spawn(async move {
+        let mut served = 0;
+        let mut checked = tokio::time::Instant::now() - RSS_CHECK_EVERY;
+        loop {
+            let l = *load.borrow_and_update();
+            if maxrequests > 0 && l.started >= maxrequests {
+                let _ = tx.send(Some(Recycle::MaxRequests(maxrequests)));
+                return;
+            }
+            if let Some(limit) = max_rss.filter(|_| l.served > served) {
+                served = l.served;
+                tokio::time::sleep_until(checked + RSS_CHECK_EVERY).await;
+                checked = tokio::time::Instant::now();
+                if let Some(rss) = rss_bytes().filter(|&rss| rss > limit) {
+                    let _ = tx.send(Some(Recycle::MaxRss(rss)));
+                    return;
+                }
+            }
+            if load.changed().await.is_err() {
+                return;
+            }
+        }
+    });
+    Some(rx)
+}
+
+/// Resolves with the reason when recycling is due; never without a limit.
+async fn recycling_due(
+    recycle: &mut Option<tokio::sync::watch::Receiver<Option<Recycle>>>,
+) -> Recycle {
+    if let Some(r) = recycle {
+        if let Ok(why) = r.wait_for(Option::is_some).await {
+            if let Some(why) = *why {
+                return why;
+            }
+        }
+    }
+    std::future::pending().await
 }
 
 /// What ends a run, other than SIGINT: watched until one of them happens.
@@ -220,12 +268,18 @@ struct Watch {
     watch_reload: Vec<PathBuf>,
     watch_exit: Vec<PathBuf>,
     restart: Option<Arc<tokio::sync::Notify>>,
-    retire: Option<tokio::sync::watch::Receiver<bool>>,
-    maxrequests: u64,
+    recycle: Option<tokio::sync::watch::Receiver<Option<Recycle>>>,
+    max_rss: Option<u64>,
+    /// A prefork worker: recycling retires it (its supervisor forks a replacement).
+    worker: bool,
 }
 
 impl Watch {
-    fn new(plan: &RunPlan, retire: Option<tokio::sync::watch::Receiver<bool>>) -> Self {
+    fn new(
+        plan: &RunPlan,
+        recycle: Option<tokio::sync::watch::Receiver<Option<Recycle>>>,
+        worker: bool,
+    ) -> Self {
         Watch {
             reload: plan.reload,
             reopen: plan.reopen_logs.clone(),
@@ -236,8 +290,9 @@ impl Watch {
             },
             watch_exit: plan.exit_on_change.clone(),
             restart: plan.restart.clone(),
-            retire,
-            maxrequests: plan.maxrequests,
+            recycle,
+            max_rss: plan.max_rss,
+            worker,
         }
     }
 
@@ -253,7 +308,7 @@ impl Watch {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         let watching = !self.watch_reload.is_empty() || !self.watch_exit.is_empty();
         let restart = self.restart.clone();
-        let mut retire = self.retire.clone();
+        let mut recycle = self.recycle.clone();
         loop {
             tokio::select! {
                 _ = term.recv() => {
@@ -276,16 +331,39 @@ impl Watch {
                 _ = async { match &restart { Some(n) => n.notified().await, None => std::future::pending().await } } => {
                     return self.restart_end();
                 }
-                _ = retirement_due(&mut retire) => {
-                    info!(maxrequests = self.maxrequests, "served maxrequests; retiring");
-                    return (Why::Retired, Stop::Retire);
-                }
+                why = recycling_due(&mut recycle) => return self.recycle_end(why),
                 _ = tick.tick(), if watching => {
                     if let Some(end) = self.files_changed(&seen_reload, &seen_exit) {
                         return end;
                     }
                 }
             }
+        }
+    }
+
+    /// Time for a fresh process: a worker retires, a process that may reload reloads, any
+    /// other stops (a web server that spawned it starts a fresh one).
+    fn recycle_end(&self, why: Recycle) -> (Why, Stop) {
+        let next = if self.worker {
+            "retiring"
+        } else if self.reload {
+            "graceful reload"
+        } else {
+            "stopping"
+        };
+        match why {
+            Recycle::MaxRequests(n) => info!(maxrequests = n, "served maxrequests; {next}"),
+            Recycle::MaxRss(rss) => {
+                let max_rss = self.max_rss.unwrap_or_default();
+                info!(rss, max_rss, "resident memory passed max_rss; {next}");
+            }
+        }
+        if self.worker {
+            (Why::Retired, Stop::Retire)
+        } else if self.reload {
+            (Why::Reload, Stop::KeepListener)
+        } else {
+            (Why::Stopped, Stop::Close)
         }
     }
 
@@ -319,6 +397,7 @@ impl Watch {
 /// The run on the runtime: signals installed, then the server until the end the plan allows.
 async fn drive<H: Handler>(server: Server<H>, mut plan: RunPlan) -> io::Result<RunEnd> {
     let server = limit(server, &plan);
+    let worker = plan.status.is_some();
     let status = match plan.status.take() {
         Some(fd) => {
             let s = UnixStream::from(fd);
@@ -340,7 +419,11 @@ async fn drive<H: Handler>(server: Server<H>, mut plan: RunPlan) -> io::Result<R
     if let Some(s) = &status {
         start_load_reports(&server, s)?;
     }
-    let mut watch = Watch::new(&plan, retirement(&server, plan.maxrequests));
+    let mut watch = Watch::new(
+        &plan,
+        recycling(&server, plan.maxrequests, plan.max_rss),
+        worker,
+    );
     let why = Mutex::new(Why::Stopped);
     let notify = plan.notify;
     let stop = async {
