@@ -6,37 +6,12 @@
 //! bytes arrive whole or one byte at a time.
 #![no_main]
 
-use bytes::{Bytes, BytesMut};
-use ferrocgi_proto::ajp13::{encode, Config, Connection, Error, Event, ForwardRequest};
+use bytes::BytesMut;
+use ferrocgi_proto::ajp13::{Config, Connection, Error, Event};
 
-fn head(selector: u8) -> (Vec<u8>, Option<u64>) {
-    let cl = match selector % 4 {
-        0 => None,
-        1 => Some(0),
-        2 => Some(u64::from(selector)),
-        _ => Some(20000),
-    };
-    let mut headers = vec![(
-        Bytes::from_static(b"Transfer-Encoding"),
-        Bytes::from_static(b"chunked"),
-    )];
-    if let Some(n) = cl {
-        headers.push((
-            Bytes::from_static(b"Content-Length"),
-            Bytes::from(n.to_string()),
-        ));
-    }
-    let req = ForwardRequest {
-        method: Bytes::from_static(b"POST"),
-        protocol: Bytes::from_static(b"HTTP/1.1"),
-        req_uri: Bytes::from_static(b"/upload"),
-        headers,
-        ..ForwardRequest::default()
-    };
-    let mut out = BytesMut::new();
-    encode::forward_request(&req, &mut out).expect("small request");
-    (out.to_vec(), cl)
-}
+#[path = "../common/ajp_body_head.rs"]
+mod ajp_body_head;
+use ajp_body_head::head;
 
 fn run(
     head: &[u8],

@@ -4,7 +4,10 @@
 //! errors would mean either a codec regression on real traffic or a broken capture.
 
 use bytes::{Bytes, BytesMut};
-use ferrocgi_proto::ajp13::{self, encode as ajp_encode, ForwardRequest};
+use ferrocgi_proto::ajp13;
+
+#[path = "../../../fuzz/common/ajp_body_head.rs"]
+mod ajp_body_head;
 use ferrocgi_proto::fastcgi::{self, params::decode_pairs, ProtocolStatus};
 use ferrocgi_proto::scgi;
 use std::path::PathBuf;
@@ -162,33 +165,9 @@ fn ajp_forward_request_seeds_decode() {
 #[test]
 fn ajp_body_chunk_seeds_decode() {
     for (name, data) in seeds("ajp_body_chunk") {
-        // The fuzz target's own FORWARD_REQUEST (see fuzz/fuzz_targets/ajp_body_chunk.rs).
-        let selector = data[0];
-        let cl = match selector % 4 {
-            0 => None,
-            1 => Some(0u64),
-            2 => Some(u64::from(selector)),
-            _ => Some(20000),
-        };
-        let mut headers = vec![(
-            Bytes::from_static(b"Transfer-Encoding"),
-            Bytes::from_static(b"chunked"),
-        )];
-        if let Some(n) = cl {
-            headers.push((
-                Bytes::from_static(b"Content-Length"),
-                Bytes::from(n.to_string()),
-            ));
-        }
-        let req = ForwardRequest {
-            method: Bytes::from_static(b"POST"),
-            protocol: Bytes::from_static(b"HTTP/1.1"),
-            req_uri: Bytes::from_static(b"/upload"),
-            headers,
-            ..ForwardRequest::default()
-        };
-        let mut stream = BytesMut::new();
-        ajp_encode::forward_request(&req, &mut stream).unwrap();
+        // The fuzz target's own FORWARD_REQUEST (the file it includes).
+        let (head, cl) = ajp_body_head::head(data[0]);
+        let mut stream = BytesMut::from(&head[..]);
         stream.extend_from_slice(&data[1..]);
         // Captured from lighttpd: its body format; from Apache: the standard one.
         let lighttpd = name.starts_with("lighttpd");
