@@ -190,13 +190,19 @@ async fn read_fcgi(s: &mut TcpStream, ids: &[u16]) -> std::collections::HashMap<
     }
 }
 
+/// A new connection with one FastCGI request written on it (see [`fcgi_request`]).
+async fn send_fcgi(srv: &Running, id: u16, keep: bool, query: &str, body: &[u8]) -> TcpStream {
+    let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, id, keep, query, body);
+    s.write_all(&out).await.unwrap();
+    s
+}
+
 /// A new connection with a small FastCGI request is served: whatever a test did to another
 /// client, the server keeps serving.
 async fn assert_another_client_is_served(srv: &Running) {
-    let mut good = TcpStream::connect(srv.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, true, "", b"ok");
-    good.write_all(&out).await.unwrap();
+    let mut good = send_fcgi(srv, 1, true, "", b"ok").await;
     assert_eq!(
         body_of(&read_fcgi(&mut good, &[1]).await[&1].stdout),
         b"len=2"
@@ -236,10 +242,7 @@ async fn fastcgi_keep_conn_serves_sequential_requests_on_one_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fastcgi_without_keep_conn_closes_after_the_response() {
     let srv = start(ServerConfig::new(Protocol::Fastcgi));
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, false, "", b"abc");
-    s.write_all(&out).await.unwrap();
+    let mut s = send_fcgi(&srv, 1, false, "", b"abc").await;
     let res = read_fcgi(&mut s, &[1]).await;
     assert_eq!(res[&1].end, Some((0, 0)));
     let mut rest = Vec::new();
@@ -399,10 +402,7 @@ async fn handler_panic_or_drop_gives_a_500() {
 async fn failure_after_the_head_is_not_dressed_up_as_complete() {
     // FastCGI: no END_REQUEST, the connection is reset (the front end cuts the response).
     let srv = start(ServerConfig::new(Protocol::Fastcgi));
-    let mut s = TcpStream::connect(srv.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, true, "failmid", b"");
-    s.write_all(&out).await.unwrap();
+    let mut s = send_fcgi(&srv, 1, true, "failmid", b"").await;
     let res = read_fcgi(&mut s, &[1]).await;
     assert_eq!(body_of(&res[&1].stdout), b"partial");
     assert_eq!(
@@ -630,10 +630,7 @@ async fn a_front_end_that_stops_reading_is_cut_off_after_write_timeout() {
     cfg.write_timeout = Some(Duration::from_millis(300));
     let srv = start(cfg);
     // Asks for far more than the socket buffers hold, and never reads.
-    let mut stalled = TcpStream::connect(srv.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, true, "huge", b"");
-    stalled.write_all(&out).await.unwrap();
+    let mut stalled = send_fcgi(&srv, 1, true, "huge", b"").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     // Others are served meanwhile and after.
     assert_another_client_is_served(&srv).await;
@@ -767,10 +764,7 @@ async fn during_a_stop_an_idle_kept_alive_connection_serves_one_more_request_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_stop_connections_that_bring_no_request_close_after_the_linger() {
     let srv = start(ServerConfig::new(Protocol::Fastcgi));
-    let mut kept = TcpStream::connect(srv.addr).await.unwrap();
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, true, "", b"first");
-    kept.write_all(&out).await.unwrap();
+    let mut kept = send_fcgi(&srv, 1, true, "", b"first").await;
     read_fcgi(&mut kept, &[1]).await;
     let mut fresh = TcpStream::connect(srv.addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
