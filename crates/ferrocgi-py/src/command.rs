@@ -168,6 +168,9 @@ mod tests {
     fn the_cli_takes_module_or_module_colon_callable() {
         for (word, module, callable) in [
             ("mysite.wsgi", "mysite.wsgi", "application"),
+            ("mysite.wsgi:application", "mysite.wsgi", "application"),
+            ("app:make.wsgi_app", "app", "make.wsgi_app"),
+            ("_priv", "_priv", "application"),
             ("mysite.wsgi:app", "mysite.wsgi", "app"),
             ("app:application", "app", "application"),
             ("pkg.mod:obj.attr", "pkg.mod", "obj.attr"),
@@ -184,11 +187,14 @@ mod tests {
     #[test]
     fn a_bad_app_gets_the_one_line_error() {
         for word in [
+            "1app",
+            "a:",
+            ":b",
+            "a..b",
+            "a:b:c",
+            "a-b",
             "my-site.wsgi",
-            "mysite.wsgi:",
-            ":app",
-            "1site",
-            "mysite..wsgi",
+            "mysite/wsgi.py",
         ] {
             let e = run(&[word], &CLI).unwrap_err();
             assert!(matches!(e, OptionsError::BadPositional(_)), "{word}: {e:?}");
@@ -241,6 +247,12 @@ mod tests {
         for command in [&CLI, &DJANGO, &EMBEDDED] {
             let h = options::help_text(command);
             assert!(h.contains("Python options:\n  pythonpath=DIR[:DIR]  (--pythonpath, FERROCGI_PYTHONPATH)  [default: none]"), "{h}");
+        }
+        for command in [&CLI, &DJANGO] {
+            let h = options::help_text(command);
+            assert!(h.contains("ferrocgi --method threaded --port 3033 mysite.wsgi:application"));
+            assert!(h.contains("./manage.py runfcgi method=prefork"));
+            assert!(h.contains("runfastcgi(method=\"threaded\", daemonize=\"false\")"));
         }
         assert!(options::help_text(&CLI).starts_with("Usage: ferrocgi [OPTIONS] APP"));
         assert!(options::help_text(&DJANGO).contains("WSGI_APPLICATION setting"));

@@ -17,6 +17,10 @@
 //!    reopen logs, SIGTTIN/SIGTTOU one more/one fewer spare worker; and on `reload_on` files
 //!    whose modification time changed.
 //!
+//! Each step is a method of the `Supervisor` state (`reap`, `keep_size` with `fork_spares` and
+//! `retire_extra`, `on_signals`); the spare-worker and back-off decisions are pure functions
+//! (`resize`, `Spares`, `crash_backoff`, `backoff`) with unit tests.
+//!
 //! A reload does not restart the supervisor in place: [`supervise`] returns
 //! [`SupervisorExit::Reload`] after asking the current workers to finish their requests and
 //! exit, and the caller re-executes the program with the listening socket inherited (see
