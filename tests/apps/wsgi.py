@@ -228,6 +228,30 @@ class Closing:
             f.write(json.dumps({"produced": self.produced, "outcome": self.outcome}) + "\n")
 
 
+class SlowClose:
+    """One chunk with a Content-Length, and a ``close()`` that takes ``?close=S`` seconds (as
+    Django's does work there: ``request_finished``). ``close()`` appends ``closed <token>`` to
+    ``records/<token>`` when ``?token=`` is given."""
+
+    def __init__(self, environ: Environ, start_response: StartResponse) -> None:
+        q = query(environ)
+        self.delay, self.token = float(q.get("close", "0.02")), q.get("token")
+        self.body = b"y" * int(q.get("size", "100"))
+        headers = [("Content-Type", "text/plain"), ("Content-Length", str(len(self.body)))]
+        start_response("200 OK", headers)
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield self.body
+
+    def close(self) -> None:
+        time.sleep(self.delay)
+        if self.token:
+            records = test_dir() / "records"
+            records.mkdir(exist_ok=True)
+            with open(records / self.token, "a") as f:
+                f.write(f"closed {self.token}\n")
+
+
 def errors(environ: Environ, start_response: StartResponse) -> list[bytes]:
     """Writes ``wsgi-errors-line <token>`` to ``wsgi.errors`` (one line per call style)."""
     token = query(environ)["token"]
@@ -262,6 +286,7 @@ ROUTES: dict[str, App] = {
     "fail-before-start": fail_before_start_response,
     "fail-after-headers": fail_after_headers,
     "closing": Closing,
+    "slow-close": SlowClose,
     "errors": errors,
     "big": big,
 }

@@ -358,6 +358,25 @@ def run_webserver(
         yield proc
 
 
+def impatient_get(port: int, path: str) -> bytes:
+    """GET ``path`` and close the connection as soon as Content-Length body bytes are in."""
+    with socket.create_connection((LOOPBACK, port), timeout=10) as s:
+        s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head, body = data.split(b"\r\n\r\n", 1)
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(body) < length:
+            body += s.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200"), head
+        return body
+
+
 @contextlib.contextmanager
 def start_nginx(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
     """nginx with /fcgi/ (FastCGI, keep_conn) and /scgi/ (SCGI) locations, both to ``backend``."""

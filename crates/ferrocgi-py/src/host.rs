@@ -469,7 +469,14 @@ impl Host {
             return stream_iterable(py, &iterable, state);
         }
         let send_and_close = || {
-            let sent = stream_iterable(py, &iterable, state);
+            // The response ends before close() runs: the front end has all of it while the
+            // application cleans up (Django's close() sends request_finished), so a client
+            // that hangs up as soon as it has the body does not make nginx drop a kept-alive
+            // upstream connection still waiting for END_REQUEST.
+            let sent = stream_iterable(py, &iterable, state).map(|last| {
+                end_response(py, state, last, uri);
+                None
+            });
             // PEP 3333: close() is called whatever happened, even after an exception.
             let closed = match iterable.getattr_opt(pyo3::intern!(py, "close")) {
                 Ok(Some(close)) => close.call0().map(|_| ()),
@@ -492,6 +499,16 @@ impl Host {
         }
         // Anything else may take its time between chunks, which must go out as they come.
         response::run_blocking(send_and_close)
+    }
+}
+
+/// Sends the end of a response whose iterable is exhausted (see [`finish`]); the request's
+/// responder is gone after it.
+fn end_response(py: Python<'_>, state: &response::ResponseCell, last: Option<Bytes>, uri: &str) {
+    let mut st = lock(state);
+    let st = &mut *st;
+    if let Some(resp) = st.responder.take() {
+        finish(py, st, resp, last, uri);
     }
 }
 
@@ -607,14 +624,31 @@ fn stream_iterable(
         }
         return Ok(None);
     }
+    // Each chunk goes out as it is made, except the one that completes the declared
+    // Content-Length: it is returned, to travel with the end of the response in one write
+    // (a front end that has the whole body and a client that hangs up must not find the
+    // end still missing).
+    let mut declared: Option<Option<u64>> = None;
+    let (mut sent, mut held) = (0u64, None);
     for item in iterable.try_iter()? {
         let item = item?;
         let b = as_bytes(&item)?;
-        if !b.as_bytes().is_empty() {
-            response::send(py, state, response::chunk(b))?;
+        if b.as_bytes().is_empty() {
+            continue;
+        }
+        if let Some(h) = held.take() {
+            response::send(py, state, h)?; // more than declared: the application's affair
+        }
+        let chunk = response::chunk(b);
+        sent += chunk.len() as u64;
+        let limit = *declared.get_or_insert_with(|| response::declared_length(state));
+        if limit.is_some_and(|n| sent >= n) && response::has_head(state) {
+            held = Some(chunk);
+        } else {
+            response::send(py, state, chunk)?;
         }
     }
-    Ok(None)
+    Ok(held)
 }
 
 fn send_file(

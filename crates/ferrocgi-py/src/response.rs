@@ -112,6 +112,13 @@ pub fn has_head(state: &ResponseCell) -> bool {
     st.sent || st.head.is_some()
 }
 
+/// The Content-Length the application declared, while its head is not sent yet.
+pub fn declared_length(state: &ResponseCell) -> Option<u64> {
+    let st = lock(state);
+    let v = st.head.as_ref()?.get("content-length")?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
 /// Sends `data` (head first if not yet sent) in one message; the GIL is released only when
 /// the connection's queue is full and the send must wait.
 pub fn send(py: Python<'_>, state: &ResponseCell, data: Bytes) -> PyResult<()> {
