@@ -104,6 +104,9 @@ struct Request {
     params: BytesMut,
     stderr_used: bool,
     aborted: bool,
+    /// Cherokee's chunked bodies (see [`Dechunk`]): `Some` when the params said
+    /// `CONTENT_TRANSFER_ENCODING=chunked` and gave no `CONTENT_LENGTH`.
+    dechunk: Option<Dechunk>,
 }
 
 /// Something the codec answered by itself that the operator should hear about (the codec does
@@ -132,6 +135,12 @@ pub enum Notice {
         /// The record type.
         record_type: u8,
     },
+    /// An empty `FCGI_STDIN` after the end of a request's body, ignored (Cherokee ends its
+    /// chunked bodies twice).
+    StdinEndRepeated {
+        /// The request id.
+        id: u16,
+    },
 }
 
 impl std::fmt::Display for Notice {
@@ -151,6 +160,10 @@ impl std::fmt::Display for Notice {
             Notice::UnknownType { record_type } => write!(
                 f,
                 "unknown record type {record_type}; answered FCGI_UNKNOWN_TYPE"
+            ),
+            Notice::StdinEndRepeated { id } => write!(
+                f,
+                "a second empty FCGI_STDIN for request {id} after its body ended; ignored"
             ),
         }
     }
@@ -178,6 +191,9 @@ pub struct Connection {
     notices: Vec<Notice>,
     /// Notices dropped because the queue was full.
     notices_dropped: usize,
+    /// An event decoded with the one before it (a de-chunked body's last bytes and its end),
+    /// handed out by the next `decode`.
+    queued: Option<Event>,
 }
 
 impl Connection {
@@ -192,6 +208,7 @@ impl Connection {
             close: false,
             notices: Vec::new(),
             notices_dropped: 0,
+            queued: None,
         }
     }
 
@@ -230,7 +247,16 @@ impl Connection {
         if let Some(e) = self.failed {
             return Err(e);
         }
+        if let Some(event) = self.queued.take() {
+            return Ok(Some(event));
+        }
         loop {
+            if buf.starts_with(&[0; 8]) && self.awaiting_chunked_body() {
+                // Cherokee writes 8 zero bytes (no record: version 0) before some chunked
+                // bodies; they carry nothing.
+                bytes::Buf::advance(buf, 8);
+                continue;
+            }
             let step = match next_record(buf) {
                 Ok(Some((header, content))) => self.on_record(header, content),
                 Ok(None) => return Ok(None),
@@ -245,6 +271,13 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// A request's de-chunked body is still to come (Cherokee).
+    fn awaiting_chunked_body(&self) -> bool {
+        self.requests
+            .values()
+            .any(|r| r.dechunk.as_ref().is_some_and(|d| !d.done()))
     }
 
     /// True when the codec has queued records for the web server.
@@ -388,6 +421,13 @@ impl Connection {
         };
         match t {
             FCGI_PARAMS => params_record(req, &mut self.pending_params, &self.config, id, content),
+            FCGI_STDIN if req.dechunk.is_some() => {
+                chunked_stdin(req, id, &content, &mut self.queued)
+            }
+            FCGI_STDIN if req.phase == Phase::StdinDone && content.is_empty() => {
+                self.notice(Notice::StdinEndRepeated { id });
+                Ok(None)
+            }
             FCGI_STDIN => Ok(Some(stdin_record(req, id, content)?)),
             FCGI_ABORT_REQUEST => {
                 // The spec gives ABORT_REQUEST no content; any content is ignored.
@@ -441,6 +481,7 @@ impl Connection {
                     params: BytesMut::new(),
                     stderr_used: false,
                     aborted: false,
+                    dechunk: None,
                 },
             );
         }
@@ -511,6 +552,9 @@ fn params_record(
                 return Err(Error::TooManyParams { id, limit });
             }
         };
+        if is_chunked_without_length(&params) {
+            req.dechunk = Some(Dechunk::default());
+        }
         let keep_conn = req.keep_conn;
         return Ok(Some(Event::Request {
             id,
@@ -530,6 +574,141 @@ fn params_record(
         req.params.extend_from_slice(&content);
     }
     Ok(None)
+}
+
+/// Cherokee's params for a chunked request body: `CONTENT_TRANSFER_ENCODING=chunked` and no
+/// `CONTENT_LENGTH`.
+fn is_chunked_without_length(params: &Params) -> bool {
+    params.get(b"CONTENT_LENGTH").is_none()
+        && params
+            .get(b"CONTENT_TRANSFER_ENCODING")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"chunked"))
+}
+
+/// A STDIN record of a request whose body comes chunk-encoded (Cherokee): the empty record
+/// before any body byte is not the end; the body's bytes come out de-chunked; its last chunk
+/// (or an empty record after body bytes) ends it; empty records after the end are ignored.
+fn chunked_stdin(
+    req: &mut Request,
+    id: u16,
+    content: &[u8],
+    queued: &mut Option<Event>,
+) -> Result<Option<Event>, Error> {
+    let d = req.dechunk.as_mut().expect("guarded by the caller");
+    if req.phase == Phase::StdinDone {
+        return match content.is_empty() {
+            true => Ok(None),
+            false => Err(Error::StdinAfterEnd(id)),
+        };
+    }
+    if content.is_empty() {
+        if !d.started() {
+            return Ok(None);
+        }
+        req.phase = Phase::StdinDone;
+        return Ok(Some(Event::StdinEnd { id }));
+    }
+    let mut data = BytesMut::new();
+    d.feed(content, &mut data)
+        .map_err(|()| Error::MalformedChunkedBody(id))?;
+    let end = d.done().then(|| {
+        req.phase = Phase::StdinDone;
+        Event::StdinEnd { id }
+    });
+    if data.is_empty() {
+        return Ok(end);
+    }
+    *queued = end;
+    Ok(Some(Event::Stdin {
+        id,
+        data: data.freeze(),
+    }))
+}
+
+/// Decodes an HTTP/1.1 chunked body that arrives inside STDIN records, across record
+/// boundaries (Cherokee forwards chunked request bodies still encoded). Written here rather
+/// than taken from an HTTP crate: it is a few states over bytes already framed by FastCGI,
+/// and the codec takes no dependency for it.
+#[derive(Debug, Default)]
+struct Dechunk {
+    state: ChunkState,
+    /// The size line so far (bounded by [`MAX_CHUNK_LINE`]).
+    line: Vec<u8>,
+    fed: bool,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    /// Reading a size line (`1a;ext\r\n`).
+    #[default]
+    Size,
+    /// This many data bytes to go.
+    Data(u64),
+    /// The CRLF after a chunk's data.
+    DataEnd,
+    /// The last chunk came; anything after it (trailers, the final CRLF) is ignored.
+    Done,
+}
+
+/// Longest chunk-size line accepted (hex size and extensions).
+const MAX_CHUNK_LINE: usize = 256;
+
+impl Dechunk {
+    fn started(&self) -> bool {
+        self.fed
+    }
+
+    fn done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Appends the data bytes in `input` to `out`; `Err` on a malformed encoding.
+    fn feed(&mut self, mut input: &[u8], out: &mut BytesMut) -> Result<(), ()> {
+        self.fed = true;
+        while let Some((&b, rest)) = input.split_first() {
+            match self.state {
+                ChunkState::Done => return Ok(()),
+                ChunkState::Data(n) => {
+                    let take = input.len().min(usize::try_from(n).unwrap_or(usize::MAX));
+                    out.extend_from_slice(&input[..take]);
+                    input = &input[take..];
+                    let left = n - take as u64;
+                    self.state = if left == 0 {
+                        ChunkState::DataEnd
+                    } else {
+                        ChunkState::Data(left)
+                    };
+                    continue;
+                }
+                ChunkState::DataEnd => match b {
+                    b'\r' => {}
+                    b'\n' => self.state = ChunkState::Size,
+                    _ => return Err(()),
+                },
+                ChunkState::Size if b == b'\n' => self.end_size_line()?,
+                ChunkState::Size if self.line.len() < MAX_CHUNK_LINE => self.line.push(b),
+                ChunkState::Size => return Err(()),
+            }
+            input = rest;
+        }
+        Ok(())
+    }
+
+    fn end_size_line(&mut self) -> Result<(), ()> {
+        let line = std::mem::take(&mut self.line);
+        let size = line
+            .split(|&c| c == b';' || c == b'\r')
+            .next()
+            .unwrap_or_default();
+        let size = std::str::from_utf8(size).map_err(drop)?.trim();
+        let n = u64::from_str_radix(size, 16).map_err(drop)?;
+        self.state = if n == 0 {
+            ChunkState::Done
+        } else {
+            ChunkState::Data(n)
+        };
+        Ok(())
+    }
 }
 
 /// A STDIN record: body bytes, or the empty record that ends the body.

@@ -153,6 +153,9 @@ pub enum Error {
     /// An `FCGI_STDIN` record after the empty one that ended the body. Close the connection;
     /// the body the application got is complete, but the peer is confused.
     StdinAfterEnd(u16),
+    /// A request body sent chunk-encoded inside STDIN (Cherokee) that is not valid chunked
+    /// encoding. The server may answer the request 400, then must close the connection.
+    MalformedChunkedBody(u16),
     /// A record of a known type that a web server never sends to a Responder
     /// (`FCGI_STDOUT`, `FCGI_STDERR`, `FCGI_END_REQUEST`, `FCGI_DATA`, a management type with a
     /// request id) for an active request. Close the connection.
@@ -183,6 +186,7 @@ impl Error {
             | Error::ParamsAfterEnd(id)
             | Error::StdinBeforeParams(id)
             | Error::StdinAfterEnd(id)
+            | Error::MalformedChunkedBody(id)
             | Error::UnexpectedRecord { id, .. } => Some(id),
         }
     }
@@ -192,7 +196,7 @@ impl Error {
     /// malformed params, 431 for params over a limit. `None`: just close.
     pub fn status_hint(&self) -> Option<u16> {
         match self {
-            Error::MalformedParams(_) => Some(400),
+            Error::MalformedParams(_) | Error::MalformedChunkedBody(_) => Some(400),
             Error::ParamsTooLarge { .. } | Error::TooManyParams { .. } => Some(431),
             _ => None,
         }
@@ -237,6 +241,10 @@ impl fmt::Display for Error {
             Error::StdinAfterEnd(id) => write!(
                 f,
                 "FCGI_STDIN record for request {id} after its stdin stream ended"
+            ),
+            Error::MalformedChunkedBody(id) => write!(
+                f,
+                "request {id}'s body is sent chunk-encoded (CONTENT_TRANSFER_ENCODING=chunked) but is not valid chunked encoding"
             ),
             Error::UnexpectedRecord { record_type, id } => write!(
                 f,

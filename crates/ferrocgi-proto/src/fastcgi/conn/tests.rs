@@ -993,3 +993,111 @@ fn error_display_and_hints() {
     assert_eq!(Error::StdinBeforeParams(2).request_id(), Some(2));
     assert_eq!(Error::UnsupportedVersion(0).request_id(), None);
 }
+
+// ---- Cherokee's chunked request bodies (docs/protocols.md, "Cherokee") ----
+
+const CHEROKEE_PARAMS: [(&[u8], &[u8]); 2] = [
+    (b"REQUEST_METHOD", b"POST"),
+    (b"CONTENT_TRANSFER_ENCODING", b"chunked"),
+];
+
+fn cherokee_req() -> Ev {
+    req(
+        1,
+        true,
+        &[
+            ("REQUEST_METHOD", "POST"),
+            ("CONTENT_TRANSFER_ENCODING", "chunked"),
+        ],
+    )
+}
+
+fcgi! {
+    /// As captured: no CONTENT_LENGTH, an empty STDIN right after the params, the body still
+    /// chunk-encoded (its final CRLF missing), then a second empty STDIN.
+    cherokee_chunked_body_is_dechunked,
+    config: Config::default(),
+    input: |b| {
+        begin_request(1, FCGI_RESPONDER, true, &mut b);
+        params(1, &CHEROKEE_PARAMS, &mut b);
+        stdin_end(1, &mut b);
+        stdin(1, b"13\r\nhello chunked world\r\n0\r\n", &mut b);
+        stdin_end(1, &mut b);
+    },
+    events: vec![cherokee_req(), Ev::Stdin(1, b"hello chunked world".to_vec()), Ev::StdinEnd(1)],
+    error: None,
+    output: |o| {},
+}
+
+fcgi! {
+    /// Bodies of 4000-8192 bytes: 8 zero bytes between the early empty STDIN and the body.
+    cherokee_zero_bytes_before_the_body_are_skipped,
+    config: Config::default(),
+    input: |b| {
+        begin_request(1, FCGI_RESPONDER, true, &mut b);
+        params(1, &CHEROKEE_PARAMS, &mut b);
+        stdin_end(1, &mut b);
+        b.extend_from_slice(&[0; 8]);
+        stdin(1, b"3\r\nabc\r\n0\r\n", &mut b);
+        stdin_end(1, &mut b);
+    },
+    events: vec![cherokee_req(), Ev::Stdin(1, b"abc".to_vec()), Ev::StdinEnd(1)],
+    error: None,
+    output: |o| {},
+}
+
+fcgi! {
+    /// Chunks cut across records anywhere: in the size line, in the data, before the CRLF.
+    cherokee_chunks_across_records,
+    config: Config::default(),
+    input: |b| {
+        begin_request(1, FCGI_RESPONDER, true, &mut b);
+        params(1, &CHEROKEE_PARAMS, &mut b);
+        stdin_end(1, &mut b);
+        stdin(1, b"1", &mut b);
+        stdin(1, b"3;ext=1\r\nhello ", &mut b);
+        stdin(1, b"chunked world", &mut b);
+        stdin(1, b"\r\n2\r\n!!\r\n0", &mut b);
+        stdin(1, b"\r\n\r\n", &mut b);
+        stdin_end(1, &mut b);
+    },
+    events: vec![
+        cherokee_req(),
+        Ev::Stdin(1, b"hello ".to_vec()),
+        Ev::Stdin(1, b"chunked world".to_vec()),
+        Ev::Stdin(1, b"!!".to_vec()),
+        Ev::StdinEnd(1),
+    ],
+    error: None,
+    output: |o| {},
+}
+
+fcgi! {
+    cherokee_malformed_chunks_are_an_error,
+    config: Config::default(),
+    input: |b| {
+        begin_request(1, FCGI_RESPONDER, true, &mut b);
+        params(1, &CHEROKEE_PARAMS, &mut b);
+        stdin_end(1, &mut b);
+        stdin(1, b"zz\r\nabc", &mut b);
+    },
+    events: vec![cherokee_req()],
+    error: Some(Error::MalformedChunkedBody(1)),
+    output: |o| {},
+}
+
+fcgi! {
+    /// A second empty STDIN after a body's end is ignored (a notice), whatever the front end.
+    a_repeated_empty_stdin_is_ignored,
+    config: Config::default(),
+    input: |b| {
+        begin_request(1, FCGI_RESPONDER, true, &mut b);
+        params(1, &[(b"CONTENT_LENGTH", b"2")], &mut b);
+        stdin(1, b"ok", &mut b);
+        stdin_end(1, &mut b);
+        stdin_end(1, &mut b);
+    },
+    events: vec![req(1, true, &[("CONTENT_LENGTH", "2")]), Ev::Stdin(1, b"ok".to_vec()), Ev::StdinEnd(1)],
+    error: None,
+    output: |o| {},
+}
