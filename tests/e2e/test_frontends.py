@@ -35,12 +35,14 @@ def pattern(n: int) -> bytes:
 @dataclass(frozen=True)
 class FrontPath:
     id: str
-    server: str  # nginx | apache | lighttpd | cgi-fcgi
+    server: str  # nginx | apache | lighttpd | caddy | cgi-fcgi
     protocol: str  # fcgi | scgi | ajp
     transport: str  # tcp | unix
     chunked: str = "ok"  # ok: streamed or buffered byte-exact; 411: refused; n/a: no HTTP client
     reuses_backend_conns: bool = False
     reason_404: str = "Custom"  # what the client sees for "404 Custom"
+    # CONTENT_LENGTH sent with a chunked body besides none, "" or the real length (Caddy: -1).
+    chunked_length: str | None = None
     backend_flags: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -56,6 +58,12 @@ PATHS = [
     FrontPath("apache-fcgi-unix", "apache", "fcgi", "unix", reuses_backend_conns=True),
     FrontPath("lighttpd-fcgi-tcp", "lighttpd", "fcgi", "tcp", reason_404="Not Found"),
     FrontPath("lighttpd-fcgi-unix", "lighttpd", "fcgi", "unix", reason_404="Not Found"),
+    FrontPath(
+        "caddy-fcgi-tcp", "caddy", "fcgi", "tcp", reason_404="Not Found", chunked_length="-1"
+    ),
+    FrontPath(
+        "caddy-fcgi-unix", "caddy", "fcgi", "unix", reason_404="Not Found", chunked_length="-1"
+    ),
     FrontPath("cgi-fcgi-tcp", "cgi-fcgi", "fcgi", "tcp", chunked="n/a"),
     FrontPath("cgi-fcgi-unix", "cgi-fcgi", "fcgi", "unix", chunked="n/a"),
     # SCGI
@@ -168,6 +176,7 @@ def start_path(stack: contextlib.ExitStack, rundir: Path, path: FrontPath) -> Cl
         "nginx": harness.start_nginx,
         "apache": harness.start_apache,
         "lighttpd": harness.start_lighttpd,
+        "caddy": harness.start_caddy,
     }[path.server]
     return HttpClient(path, stack.enter_context(starter(rundir, backend)))
 
@@ -279,9 +288,10 @@ def test_post_1mib_chunked(client: Client) -> None:
         assert reply.status == 411, (reply.status, reply.body[:300])
         return
     data = reply.json()
-    # CONTENT_LENGTH is 1048576 where the front end buffers (nginx, lighttpd) and absent
-    # where it streams (Apache mod_proxy_fcgi); the body must be whole either way.
-    assert one(params_of(data), "CONTENT_LENGTH") in (None, "", str(MIB))
+    # CONTENT_LENGTH is 1048576 where the front end buffers (nginx, lighttpd), absent where
+    # it streams (Apache mod_proxy_fcgi), -1 from Caddy; the body must be whole either way.
+    sent = (None, "", str(MIB), client.path.chunked_length)
+    assert one(params_of(data), "CONTENT_LENGTH") in sent
     assert data["body_length"] == MIB
     assert data["body_sha256"] == hashlib.sha256(BODY_1MIB).hexdigest()
 

@@ -332,7 +332,7 @@ def _wait_http(proc: Proc, port: int) -> None:
 
 
 def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
-    """How ``kind`` (nginx, apache, lighttpd) runs ``conf`` in the foreground, logging to
+    """How ``kind`` (nginx, apache, lighttpd, caddy) runs ``conf`` in the foreground, logging to
     ``d/error.log``."""
     if kind == "nginx":
         return [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
@@ -340,6 +340,8 @@ def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
         return [_sbin("apache2"), "-d", str(d), "-f", str(conf), "-DFOREGROUND"]
     if kind == "lighttpd":
         return [_sbin("lighttpd"), "-D", "-f", str(conf)]
+    if kind == "caddy":
+        return [_sbin("caddy"), "run", "--adapter", "caddyfile", "--config", str(conf)]
     raise ValueError(f"unknown web server {kind!r}")
 
 
@@ -351,6 +353,10 @@ def run_webserver(
     of ``ports`` accepts; stopped when the block exits."""
     # apache2 reads no /etc/apache2/envvars here; give it a sane, minimal environment.
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"} if kind == "apache" else None
+    if kind == "caddy":
+        # Caddy keeps state under $HOME and $XDG_*: the run dir, not the test runner's home.
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(d), "XDG_DATA_HOME": str(d / "data")}
+        env["XDG_CONFIG_HOME"] = str(d / "config")
     argv = webserver_argv(kind, d, conf)
     with spawn(name or kind, argv, d, logs=[d / "error.log"], env=env) as proc:
         for port in ports:
@@ -397,6 +403,24 @@ def start_nginx(rundir: Path, backend: Backend, port: int | None = None) -> Iter
     with run_webserver("nginx", d, conf, [port]) as proc:
         prefix = {"fcgi": "/fcgi", "scgi": "/scgi"}[backend.protocol]
         yield Frontend("nginx", proc, port, prefix, backend)
+
+
+@contextlib.contextmanager
+def start_caddy(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
+    """Caddy 2 with ``reverse_proxy`` + ``transport fastcgi`` at /fcgi/ (FastCGI only)."""
+    assert backend.protocol == "fcgi", "Caddy speaks FastCGI only"
+    d = instance_dir(rundir, "caddy")
+    for sub in ("html", "storage", "data", "config"):
+        make_dir(d / sub)
+    port = port or free_port()
+    upstream = (
+        f"unix/{backend.address}" if isinstance(backend.address, str) else backend.nginx_upstream
+    )
+    conf = render(
+        "Caddyfile", d / "Caddyfile", {"RUN": str(d), "PORT": str(port), "UPSTREAM": upstream}
+    )
+    with run_webserver("caddy", d, conf, [port]) as proc:
+        yield Frontend("caddy", proc, port, "/fcgi", backend)
 
 
 APACHE_TEMPLATES = {
