@@ -332,8 +332,8 @@ def _wait_http(proc: Proc, port: int) -> None:
 
 
 def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
-    """How ``kind`` (nginx, apache, lighttpd, caddy) runs ``conf`` in the foreground, logging to
-    ``d/error.log``."""
+    """How ``kind`` (nginx, apache, lighttpd, caddy, haproxy) runs ``conf`` in the foreground,
+    logging to ``d/error.log`` (or its stderr)."""
     if kind == "nginx":
         return [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
     if kind == "apache":
@@ -342,6 +342,8 @@ def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
         return [_sbin("lighttpd"), "-D", "-f", str(conf)]
     if kind == "caddy":
         return [_sbin("caddy"), "run", "--adapter", "caddyfile", "--config", str(conf)]
+    if kind == "haproxy":
+        return [_sbin("haproxy"), "-db", "-f", str(conf)]
     raise ValueError(f"unknown web server {kind!r}")
 
 
@@ -421,6 +423,20 @@ def start_caddy(rundir: Path, backend: Backend, port: int | None = None) -> Iter
     )
     with run_webserver("caddy", d, conf, [port]) as proc:
         yield Frontend("caddy", proc, port, "/fcgi", backend)
+
+
+@contextlib.contextmanager
+def start_haproxy(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
+    """HAProxy 2.6 with an ``fcgi-app`` backend (keep-conn) at /fcgi/ (FastCGI only)."""
+    assert backend.protocol == "fcgi", "HAProxy's application protocol here is FastCGI"
+    d = instance_dir(rundir, "haproxy")
+    make_dir(d / "html")
+    port = port or free_port()
+    server = backend.address if isinstance(backend.address, str) else backend.nginx_upstream
+    values = {"RUN": str(d), "PORT": str(port), "SERVER": server}
+    conf = render("haproxy.cfg", d / "haproxy.cfg", values)
+    with run_webserver("haproxy", d, conf, [port]) as proc:
+        yield Frontend("haproxy", proc, port, "/fcgi", backend)
 
 
 APACHE_TEMPLATES = {
