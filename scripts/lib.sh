@@ -6,7 +6,7 @@
 # there, which dpkg never lists as installed, so naming it made every run call apt-get.)
 # g++: cargo-fuzz (scripts/fuzz-smoke.sh) builds libFuzzer, which is C++.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd caddy haproxy libfcgi-bin python3-venv strace g++)
+FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd caddy haproxy h2o libfcgi-bin python3-venv strace g++)
 
 section() { printf '\n==== %s ====\n' "$*"; }
 info() { printf '  %s\n' "$*"; }
@@ -52,7 +52,7 @@ ensure_packages() {
 
 stop_packaged_services() {
     local svc
-    for svc in nginx apache2 lighttpd caddy haproxy; do
+    for svc in nginx apache2 lighttpd caddy haproxy h2o; do
         if [ -x "/etc/init.d/$svc" ]; then
             as_root service "$svc" stop >/dev/null 2>&1 || true
         fi

@@ -35,7 +35,7 @@ def pattern(n: int) -> bytes:
 @dataclass(frozen=True)
 class FrontPath:
     id: str
-    server: str  # nginx | apache | lighttpd | caddy | haproxy | cgi-fcgi
+    server: str  # nginx | apache | lighttpd | caddy | haproxy | h2o | cgi-fcgi
     protocol: str  # fcgi | scgi | ajp
     transport: str  # tcp | unix
     # ok: streamed or buffered byte-exact; a status: the front end refuses chunked bodies with
@@ -46,6 +46,9 @@ class FrontPath:
     chunked_max: int | None = None
     reuses_backend_conns: bool = False
     reason_404: str = "Custom"  # what the client sees for "404 Custom"
+    # The front end splits SCRIPT_NAME/PATH_INFO at its mount point; H2O 2.2 sends
+    # SCRIPT_NAME="" and the whole path (the app is told its prefix with script_name=).
+    splits_path: bool = True
     # CONTENT_LENGTH sent with a chunked body besides none, "" or the real length (Caddy: -1).
     chunked_length: str | None = None
     backend_flags: dict[str, Any] = field(default_factory=dict)
@@ -71,6 +74,8 @@ PATHS = [
     ),
     FrontPath("haproxy-fcgi-tcp", "haproxy", "fcgi", "tcp", chunked_max=8192),
     FrontPath("haproxy-fcgi-unix", "haproxy", "fcgi", "unix", chunked_max=8192),
+    FrontPath("h2o-fcgi-tcp", "h2o", "fcgi", "tcp", splits_path=False),
+    FrontPath("h2o-fcgi-unix", "h2o", "fcgi", "unix", splits_path=False),
     FrontPath("cgi-fcgi-tcp", "cgi-fcgi", "fcgi", "tcp", chunked="n/a"),
     FrontPath("cgi-fcgi-unix", "cgi-fcgi", "fcgi", "unix", chunked="n/a"),
     # SCGI
@@ -185,6 +190,7 @@ def start_path(stack: contextlib.ExitStack, rundir: Path, path: FrontPath) -> Cl
         "lighttpd": harness.start_lighttpd,
         "caddy": harness.start_caddy,
         "haproxy": harness.start_haproxy,
+        "h2o": harness.start_h2o,
     }[path.server]
     return HttpClient(path, stack.enter_context(starter(rundir, backend)))
 
@@ -246,10 +252,12 @@ def test_params_seen_by_app(client: Client) -> None:
         assert uri in (target, target.partition("?")[0]), uri
     else:
         assert uri == target
-    if client.path.protocol != "ajp":
+    if client.path.protocol != "ajp" and client.path.splits_path:
         # The configs mount the app at the prefix and split the path there (AJP has neither).
         assert one(params, "SCRIPT_NAME") == client.prefix
         assert one(params, "PATH_INFO") == "/some/path"
+    elif client.path.protocol != "ajp":
+        assert (one(params, "SCRIPT_NAME"), one(params, "PATH_INFO")) == ("", target.split("?")[0])
     assert one(params, "HTTP_X_TEST") == "hello e2e"
     assert one(params, "SERVER_NAME"), "SERVER_NAME missing or empty"
     assert (one(params, "SERVER_PORT") or "").isdigit(), "SERVER_PORT missing or not a number"

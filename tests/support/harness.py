@@ -332,7 +332,7 @@ def _wait_http(proc: Proc, port: int) -> None:
 
 
 def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
-    """How ``kind`` (nginx, apache, lighttpd, caddy, haproxy) runs ``conf`` in the foreground,
+    """How ``kind`` (nginx, apache, lighttpd, caddy, haproxy, h2o) runs ``conf`` in the foreground,
     logging to ``d/error.log`` (or its stderr)."""
     if kind == "nginx":
         return [_sbin("nginx"), "-p", str(d), "-c", str(conf), "-e", str(d / "error.log")]
@@ -344,6 +344,8 @@ def webserver_argv(kind: str, d: Path, conf: Path) -> list[str]:
         return [_sbin("caddy"), "run", "--adapter", "caddyfile", "--config", str(conf)]
     if kind == "haproxy":
         return [_sbin("haproxy"), "-db", "-f", str(conf)]
+    if kind == "h2o":
+        return [_sbin("h2o"), "-c", str(conf)]
     raise ValueError(f"unknown web server {kind!r}")
 
 
@@ -437,6 +439,22 @@ def start_haproxy(rundir: Path, backend: Backend, port: int | None = None) -> It
     conf = render("haproxy.cfg", d / "haproxy.cfg", values)
     with run_webserver("haproxy", d, conf, [port]) as proc:
         yield Frontend("haproxy", proc, port, "/fcgi", backend)
+
+
+@contextlib.contextmanager
+def start_h2o(rundir: Path, backend: Backend, port: int | None = None) -> Iterator[Frontend]:
+    """H2O 2.2 with ``fastcgi.connect`` at /fcgi (FastCGI only)."""
+    assert backend.protocol == "fcgi", "H2O speaks FastCGI only"
+    d = instance_dir(rundir, "h2o")
+    port = port or free_port()
+    if isinstance(backend.address, str):
+        connect = f"{{port: {backend.address}, type: unix}}"
+    else:
+        connect = f"{{host: {LOOPBACK}, port: {backend.port}, type: tcp}}"
+    values = {"RUN": str(d), "PORT": str(port), "CONNECT": connect}
+    conf = render("h2o.conf", d / "h2o.conf", values)
+    with run_webserver("h2o", d, conf, [port]) as proc:
+        yield Frontend("h2o", proc, port, "/fcgi", backend)
 
 
 APACHE_TEMPLATES = {
