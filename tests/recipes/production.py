@@ -66,6 +66,22 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         ("/srv/mysite1/static/", "@SITE1_STATIC@/"),
         ("/srv/mysite2/static/", "@SITE2_STATIC@/"),
     ],
+    "caddy.Caddyfile": [
+        ("example.com {", "http://127.0.0.1:@PORT@ {"),
+        ("/run/mysite/mysite.sock", "@SOCKET@"),
+        ("/srv/mysite", "@SITE_DIR@"),
+    ],
+    "haproxy.cfg": [
+        ("bind :80", "bind 127.0.0.1:@PORT@"),
+        ("127.0.0.1:3033", "127.0.0.1:@FCGI_PORT@"),
+        ("/srv/mysite", "@SITE_DIR@"),
+    ],
+    "h2o.conf": [
+        ("listen: 80", "listen:\n  host: 127.0.0.1\n  port: @PORT@"),
+        ('"example.com":', "default:"),
+        ("/srv/mysite", "@SITE_DIR@"),
+        ("port: 3033", "port: @FCGI_PORT@"),
+    ],
 }
 #: Harness-only lines a module needs in a private instance (mod_fcgid's defaults are under
 #: /var/lib/apache2, shared with the system's Apache).

@@ -1,0 +1,65 @@
+"""Caddy, HAProxy and H2O as docs/caddy.md, docs/haproxy.md and docs/h2o.md show them.
+
+Each doc shows a production config (tests/webservers/recipes/); the test takes the doc's text,
+replaces its production paths and addresses with the test's (tests/recipes/production.py),
+wraps it in the harness-only lines a private server needs (tests/webservers/harness/) and
+runs a WSGI application behind it: the app at / with the split the doc promises, the static
+files served by the front end where the doc serves them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import production
+import pytest
+
+from support import harness
+
+STATIC_TEXT = "served by the front end\n"
+
+
+def site_dir(d: Path) -> Path:
+    """``/srv/mysite`` of the docs: ``static/hello.txt`` in it, readable by every user."""
+    site = harness.make_dir(d / "srv-mysite")
+    static = harness.make_dir(site / "static")
+    (static / "hello.txt").write_text(STATIC_TEXT)
+    for p in (site, static, static / "hello.txt"):
+        p.chmod(0o755 if p.is_dir() else 0o644)
+    return site
+
+
+def config(recipe: str, wrapper: str | None, d: Path, values: dict[str, str], name: str) -> Path:
+    text = production.derive(recipe)
+    if wrapper:
+        text = production.wrap(wrapper, text)
+    return harness.fill(text, d / name, values)
+
+
+@pytest.mark.parametrize("server", ["caddy", "haproxy", "h2o"])
+def test_the_docs_config_serves_the_app(rundir: Path, server: str) -> None:
+    transport = "unix" if server == "caddy" else "tcp"
+    with harness.start_wsgi(rundir, transport=transport) as backend:
+        d = harness.instance_dir(rundir, server)
+        port = harness.free_port()
+        values = {"RUN": str(d), "PORT": str(port), "SITE_DIR": str(site_dir(d))}
+        if transport == "unix":
+            values["SOCKET"] = backend.path
+        else:
+            values["FCGI_PORT"] = str(backend.port)
+        if server == "caddy":
+            harness.make_dir(d / "storage")
+            conf = config("caddy.Caddyfile", "Caddyfile", d, values, "Caddyfile")
+        elif server == "haproxy":
+            conf = config("haproxy.cfg", "haproxy.cfg", d, values, "haproxy.cfg")
+        else:
+            conf = config("h2o.conf", None, d, values, "h2o.conf")
+        with harness.run_webserver(server, d, conf, [port]):
+            conn = harness.http.client.HTTPConnection(harness.LOOPBACK, port, timeout=30)
+            env = harness.send(conn, "GET", "/env/some/path?x=1").json()
+            assert env["PATH_INFO"] == "/env/some/path" and env["SCRIPT_NAME"] == ""
+            assert env["QUERY_STRING"] == "x=1"
+            if server != "haproxy":
+                static = harness.send(conn, "GET", "/static/hello.txt")
+                assert (static.status, static.body.decode()) == (200, STATIC_TEXT)
+            conn.close()
