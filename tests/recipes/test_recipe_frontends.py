@@ -93,6 +93,17 @@ def start_front_end(
     es.enter_context(harness.run_webserver(server, d, conf, [port]))
 
 
+def runfcgi_words(server: str, swaps: dict[str, str]) -> list[str]:
+    """The words of the ``./manage.py runfcgi`` line docs/SERVER.md shows, its production
+    address (and socket owner) swapped for the test's; every swap must find its text."""
+    doc = (production.ROOT / "docs" / f"{server}.md").read_text()
+    line = next(x for x in doc.splitlines() if x.startswith("./manage.py runfcgi "))
+    for old, new in swaps.items():
+        assert old in line, f"docs/{server}.md's runfcgi line no longer has {old!r}"
+        line = line.replace(old, new)
+    return line.split()[2:]
+
+
 @pytest.fixture(scope="module", params=["caddy", "haproxy", "h2o"])
 def django_stack(
     request: pytest.FixtureRequest, rundir: Path, template: kit.Project
@@ -107,14 +118,16 @@ def django_stack(
     with contextlib.ExitStack() as es:
         if server == "caddy":
             sock = d / "mysite.sock"
-            words = ["method=threaded", "daemonize=false", f"socket={sock}", "socket_mode=660"]
-            es.enter_context(kit.runfcgi(project, words, str(sock), env=env))
+            swaps = {"/run/mysite/mysite.sock": str(sock), "myuser:caddy": "root:caddy"}
+            address: kit.Address = str(sock)
             backend = {"SOCKET": str(sock)}
         else:
             fcgi_port = harness.free_port()
-            words = ["method=threaded", "daemonize=false", "host=127.0.0.1", f"port={fcgi_port}"]
-            es.enter_context(kit.runfcgi(project, words, (harness.LOOPBACK, fcgi_port), env=env))
+            swaps = {"port=3033": f"port={fcgi_port}"}
+            address = (harness.LOOPBACK, fcgi_port)
             backend = {"FCGI_PORT": str(fcgi_port)}
+        words = runfcgi_words(server, swaps)
+        es.enter_context(kit.runfcgi(project, words, address, env=env))
         backend["SITE_DIR"] = str(project.dir)
         start_front_end(es, server, d, port, backend)
         yield DjangoStack(server, kit.Site("mysite", port, "", project.static_root))
