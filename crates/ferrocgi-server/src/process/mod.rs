@@ -32,3 +32,15 @@ pub mod prefork;
 pub mod reexec;
 pub mod runner;
 pub mod spawned;
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+/// The modification times of `files` (`None` for one that cannot be read), to notice a change
+/// (`reload_on`, a spawned process's script).
+fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
+    files
+        .iter()
+        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .collect()
+}

@@ -27,6 +27,7 @@
 //! [`super::reexec`]), so the application is imported afresh while the old workers drain.
 
 use super::daemon::{exit_now, ForkFn, Forked};
+use super::mtimes;
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
@@ -204,13 +205,6 @@ fn describe(status: WaitStatus) -> String {
         }
         other => format!("{other:?}"),
     }
-}
-
-fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
 }
 
 /// Forks one worker; returns in the supervisor only (the child runs `run_worker` and exits).

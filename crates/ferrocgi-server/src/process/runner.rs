@@ -1,5 +1,6 @@
 //! Runs a [`Server`] in this process, with the signal plan of its role.
 
+use super::mtimes;
 use crate::{Handler, Listener, Load, Server, Stop};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
@@ -68,13 +69,6 @@ enum Why {
     Stopped,
     Retired,
     Reload,
-}
-
-fn mtimes(files: &[PathBuf]) -> Vec<Option<SystemTime>> {
-    files
-        .iter()
-        .map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-        .collect()
 }
 
 fn report(s: Option<&UnixStream>, byte: u8) {
