@@ -3,7 +3,7 @@
 use super::{bad, invalid, Method, Options, OptionsError, AJP_PACKET_SIZES, MAX_SOCKET_PATH};
 
 impl Options {
-    /// Checks every range and cross-field rule; the first problem is the error. [`parse`]
+    /// Checks every range and cross-field rule; the first problem is the error. [`parse`](super::parse)
     /// calls it; call it yourself after building or changing `Options` in Rust.
     pub fn validate(&self) -> Result<(), OptionsError> {
         self.check_fields()?;
