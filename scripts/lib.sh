@@ -4,9 +4,10 @@
 # Everything the end-to-end tests drive. A fresh Debian 12 machine has none of them.
 # (Debian 12's lighttpd ships mod_ajp13 itself; lighttpd-mod-ajp13 is only a virtual package
 # there, which dpkg never lists as installed, so naming it made every run call apt-get.)
+# prometheus, chromium: the status page's tests (a scrape, a rendered page).
 # g++: cargo-fuzz (scripts/fuzz-smoke.sh) builds libFuzzer, which is C++.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd caddy haproxy h2o libfcgi-bin python3-venv strace g++)
+FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd caddy haproxy h2o libfcgi-bin python3-venv strace g++ prometheus chromium)
 
 section() { printf '\n==== %s ====\n' "$*"; }
 info() { printf '  %s\n' "$*"; }
@@ -52,7 +53,7 @@ ensure_packages() {
 
 stop_packaged_services() {
     local svc
-    for svc in nginx apache2 lighttpd caddy haproxy h2o; do
+    for svc in nginx apache2 lighttpd caddy haproxy h2o prometheus prometheus-node-exporter; do
         if [ -x "/etc/init.d/$svc" ]; then
             as_root service "$svc" stop >/dev/null 2>&1 || true
         fi

@@ -52,6 +52,14 @@ def alive(pid: int) -> bool:
     return st is not None and st[0] != "Z"
 
 
+def threads(pid: int) -> list[int]:
+    """The thread ids of process ``pid``."""
+    try:
+        return sorted(int(t) for t in os.listdir(f"/proc/{pid}/task"))
+    except FileNotFoundError:
+        return []
+
+
 def children(pid: int) -> list[int]:
     """Live (not zombie) children of ``pid``."""
     out = []

@@ -289,7 +289,7 @@ impl Host {
                 .spawn(move || {
                     let member = queue.join();
                     drop(queue);
-                    Python::attach(|py| host.worker(py, member));
+                    Python::attach(|py| host.worker(py, member, i));
                     drop(host);
                     drop(live);
                 })
@@ -312,8 +312,9 @@ impl Host {
         })
     }
 
-    fn worker(&self, py: Python<'_>, member: Member<Job>) {
+    fn worker(&self, py: Python<'_>, member: Member<Job>, index: usize) {
         let ident = thread_ident(py);
+        ferrocgi_server::status::thread_ready(index);
         loop {
             // The GIL is released only to wait: a queued job is taken while holding it.
             let job = match member.take() {
@@ -325,6 +326,7 @@ impl Host {
                 Take::Closed => break,
             };
             response::release_deferred(py);
+            let _busy = ferrocgi_server::status::thread_busy(index, &job.params);
             self.run(py, job, ident);
         }
     }

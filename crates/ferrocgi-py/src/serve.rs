@@ -272,6 +272,12 @@ impl AppHost for PyHost<'_, '_> {
             // multi-thread runtime (see Threads::Inline).
             io_threads: usize::from(threads == Threads::Inline),
             wait_ended: Box::new(move |t| pool.wait_ended(t)),
+            // Under threaded, each pool thread has its row on the status page.
+            app_threads: if role == Role::Threaded {
+                opts.threads
+            } else {
+                0
+            },
         })
     }
 

@@ -190,6 +190,7 @@ impl Watchdog {
         if !slow.is_empty() || !stop.is_empty() {
             Python::attach(|py| {
                 for (ident, uri, age) in slow {
+                    ferrocgi_server::status::slow_request();
                     warn!(uri, elapsed = ?age, "slow request (past slow_request); its Python stack:\n{}", stack_of(py, ident));
                 }
                 for (id, ident, uri, age) in stop {
@@ -203,6 +204,7 @@ impl Watchdog {
                     {
                         continue;
                     }
+                    ferrocgi_server::status::request_timed_out();
                     error!(uri, elapsed = ?age, "request past request_timeout; stopping it. Its Python stack:\n{}", stack_of(py, ident));
                     let exc = py.get_type::<RequestTimeout>().into_any();
                     if let Err(e) = set_async_exc(py, ident, Some(exc)) {

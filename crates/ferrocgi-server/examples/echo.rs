@@ -209,6 +209,7 @@ impl AppHost for RustHost {
                 self.io_threads
             },
             wait_ended: Box::new(|_| true),
+            app_threads: 0,
         })
     }
 

@@ -55,6 +55,8 @@ pub struct ServerConfig {
     /// A body slower than this many bytes a second, averaged over `read_timeout`, is cut off;
     /// 0: no minimum.
     pub min_body_rate: u64,
+    /// The server's own pages: status and ping.
+    pub status: crate::status::StatusConfig,
 }
 
 impl ServerConfig {
@@ -75,6 +77,7 @@ impl ServerConfig {
             write_timeout: Some(Duration::from_secs(60)),
             head_timeout: Some(DEFAULT_HEAD_TIMEOUT),
             min_body_rate: DEFAULT_MIN_BODY_RATE,
+            status: crate::status::StatusConfig::default(),
         }
     }
 }

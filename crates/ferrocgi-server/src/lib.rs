@@ -10,6 +10,8 @@
 //!   [`ServerConfig`] (in `config`) what it is told; [`Load`] (in `load`) the counts every
 //!   connection shares; [`Protocol`] (in `protocol`) which protocol a listener speaks.
 //! * [`logging`]: the log every ferrocgi process writes.
+//! * [`status`]: the status page and ping (`status_path`, `ping_path`) and the scoreboard
+//!   every process of the server writes its counts to.
 //! * [`options`]: every option of the server, parsed and validated in one table, which the
 //!   host's command ([`options::Command`]) extends with its own words.
 //! * [`process`]: the start-up ([`process::launch`]: listener, daemon, pid file, privilege
@@ -34,6 +36,7 @@ pub mod options;
 pub mod process;
 mod protocol;
 mod server;
+pub mod status;
 
 pub use config::{
     ServerConfig, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,

@@ -23,6 +23,7 @@ pub(crate) mod codec;
 
 use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
 use crate::load::ServerCtx;
+use crate::status;
 use crate::Handler;
 use bytes::{Buf, Bytes, BytesMut};
 use codec::{Decoded, ServerCodec};
@@ -156,6 +157,8 @@ struct ReqState {
     body_tx: Option<mpsc::Sender<BodyMsg>>,
     shared: Arc<Shared>,
     started: bool,
+    /// The status page's count of it (`None` while the page is off).
+    seen: Option<status::Seen>,
 }
 
 /// One connection's state; see the module doc.
@@ -351,6 +354,7 @@ pub(crate) async fn run_connection<S, C, H>(
     let (resp_tx, mut resp_rx) = mpsc::channel(RESP_CHANNEL);
     let phase = *shutdown.borrow();
     let mut c = Conn::new(codec, peer, &ctx, resp_tx, phase);
+    status::connection(true);
     loop {
         c.turn(&mut resp_rx).await;
         let done = c.done();
@@ -362,6 +366,7 @@ pub(crate) async fn run_connection<S, C, H>(
         }
     }
     c.close(stream).await;
+    status::connection(false);
 }
 
 impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
@@ -749,7 +754,10 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                 params,
                 declared,
             } => self.start_request(id, params, declared),
-            Decoded::Body { id, data } => self.deliver(id, BodyMsg::Data(data)),
+            Decoded::Body { id, data } => {
+                status::bytes_in(data.len());
+                self.deliver(id, BodyMsg::Data(data))
+            }
             Decoded::BodyEnd { id } => self.deliver(id, BodyMsg::End),
             Decoded::Abort { id } => {
                 if let Some(r) = self.find(id) {
@@ -819,12 +827,18 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             self.close = true;
             return;
         }
+        if self.ctx.config.status.is_on() {
+            if let Some(page) = status::route(&self.ctx.config.status, &params) {
+                return self.answer_page(id, &page, &params);
+            }
+        }
         let Ok(permit) = self.ctx.slots.clone().try_acquire_owned() else {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL, max_in_flight = self.ctx.config.max_in_flight,
                 "server at capacity; refusing request");
             self.close |= self.codec.overloaded(id, &mut self.out);
             return;
         };
+        let seen = status::started(&params);
         let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
         let shared = Arc::new(Shared::default());
         let req = Request {
@@ -845,8 +859,20 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             body_tx: Some(body_tx),
             shared,
             started: false,
+            seen,
         });
         self.codec.body_delivered(id, &mut self.out);
+    }
+
+    /// A request for `status_path` or `ping_path`, answered here; the application never sees
+    /// it.
+    fn answer_page(&mut self, id: u16, page: &status::Page, params: &ferrocgi_proto::Params) {
+        let (head, body) = status::answer(page, &self.ctx.config.status, params, &self.peer);
+        if self.codec.head(id, &head, &mut self.out).is_ok() {
+            self.codec.body(id, &body, &mut self.out);
+        }
+        self.close |= self.codec.end(id, true, &mut self.out);
+        self.not_fresh();
     }
 
     fn deliver(&mut self, id: u16, msg: BodyMsg) {
@@ -926,9 +952,13 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                     let h = ResponseHead::new(500, "Internal Server Error");
                     let _ = self.codec.head(id, &h, out);
                 }
+                if let Some(seen) = &mut self.reqs[i].seen {
+                    seen.status = head.status;
+                }
                 self.reqs[i].started = true;
             }
             Part::Data(data) if !aborted && self.reqs[i].started => {
+                status::bytes_out(data.len());
                 if data.len() >= SHARE_MIN {
                     self.codec.body_shared(id, data, out, &mut self.segs);
                 } else {
@@ -940,8 +970,14 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                     String::from_utf8_lossy(&data).trim_end());
             }
             Part::End | Part::Fail => {
-                let r = self.reqs.swap_remove(i);
+                let mut r = self.reqs.swap_remove(i);
                 let ok = matches!(part, Part::End);
+                if let Some(seen) = &mut r.seen {
+                    seen.ok = ok;
+                    if !r.started && !aborted {
+                        seen.status = 500;
+                    }
+                }
                 if r.started && !ok && !aborted {
                     warn!(peer = %self.peer, protocol = %C::PROTOCOL,
                         "response failed after its head was sent; closing the connection so the web server does not take it as complete");

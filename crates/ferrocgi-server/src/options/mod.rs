@@ -254,6 +254,12 @@ pub struct Options {
     pub reload_on: Vec<PathBuf>,
     /// `allow_from`: peers allowed to connect; empty = anyone.
     pub allow_from: Vec<IpNet>,
+    /// `status_path`.
+    pub status_path: Option<String>,
+    /// `ping_path`.
+    pub ping_path: Option<String>,
+    /// `status_allow_from`; `None`: as `allow_from`.
+    pub status_allow_from: Option<Vec<IpNet>>,
     // ---- process model ----
     /// `threads`: Python threads per process, resolved (see the module doc).
     pub threads: usize,
@@ -337,6 +343,9 @@ impl Default for Options {
             ajp_lighttpd_compat: false,
             reload_on: Vec::new(),
             allow_from: Vec::new(),
+            status_path: None,
+            ping_path: None,
+            status_allow_from: None,
             threads: 1,
             user: None,
             group: None,
@@ -503,6 +512,15 @@ impl Options {
         c.head_timeout = self.head_timeout;
         c.min_body_rate = self.min_body_rate;
         c.write_timeout = self.write_timeout;
+        c.status = crate::status::StatusConfig {
+            status_path: self.status_path.clone(),
+            ping_path: self.ping_path.clone(),
+            allow: match &self.status_allow_from {
+                Some(list) => Some(list.clone()),
+                None if self.allow_from.is_empty() => None,
+                None => Some(self.allow_from.clone()),
+            },
+        };
         c
     }
 

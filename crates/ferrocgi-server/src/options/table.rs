@@ -18,14 +18,16 @@ pub(crate) enum Group {
     Ferrocgi,
     Process,
     Limits,
+    Operations,
 }
 
 impl Group {
-    pub(crate) const ALL: [Group; 4] = [
+    pub(crate) const ALL: [Group; 5] = [
         Group::Django,
         Group::Ferrocgi,
         Group::Process,
         Group::Limits,
+        Group::Operations,
     ];
 
     fn title(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Group {
             Group::Ferrocgi => "ferrocgi options",
             Group::Process => "Process model",
             Group::Limits => "Limits and timeouts",
+            Group::Operations => "Status page and logs",
         }
     }
 }
@@ -328,6 +331,16 @@ pub(crate) static OPTIONS: &[Spec] = &[
     spec!("allow_from", Ferrocgi, List { sep: ',' }, "IP[/BITS],...", "anyone (or FCGI_WEB_SERVER_ADDRS)", "allow_from=127.0.0.1,10.0.0.0/8",
         "accept connections only from these addresses",
         |o, v| o.allow_from.extend(values::ip_nets(v)?)),
+    // ---- operations ----
+    spec!("status_path", Operations, Value, "/PATH", "none", "status_path=/status",
+        "answer requests for this path with the status page (php-fpm's fields; ?json, ?openmetrics, ?html, ?full), without calling the application",
+        |o, v| o.status_path = Some(values::url_path(v)?)),
+    spec!("ping_path", Operations, Value, "/PATH", "none", "ping_path=/ping",
+        "answer requests for this path with 'pong', for health checks",
+        |o, v| o.ping_path = Some(values::url_path(v)?)),
+    spec!("status_allow_from", Operations, List { sep: ',' }, "IP[/BITS],...", "same as allow_from", "status_allow_from=127.0.0.1,10.0.0.0/8",
+        "clients (REMOTE_ADDR) that may read the status page; others get 403. The page shows request URIs",
+        |o, v| o.status_allow_from.get_or_insert_with(Vec::new).extend(values::ip_nets(v)?)),
     // ---- process model ----
     spec!("threads", Process, Value, "N", "prefork: 1; threaded: maxchildren if set, else 16", "threads=8",
         "Python threads per process",

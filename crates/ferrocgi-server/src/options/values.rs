@@ -130,6 +130,21 @@ pub fn non_empty(s: &str, what: &str) -> Result<String, String> {
     }
 }
 
+/// A URL path the server answers itself (`status_path`, `ping_path`): starts with `/`, no
+/// query, no spaces.
+pub(crate) fn url_path(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if !s.starts_with('/') {
+        return Err(format!("{s:?} is not a URL path (it must start with /)"));
+    }
+    if s.contains(['?', '#']) || s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} is not a plain URL path (no query, fragment or spaces)"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 /// `ajp_secret_file`: the path and the secret on its first line (read at start-up, while the
 /// process may still be root, before the privilege drop).
 pub(crate) fn read_secret_file(path: &str) -> Result<(PathBuf, String), String> {

@@ -16,6 +16,7 @@ use super::prefork::{self, PreforkSettings, SupervisorExit, WorkerSetup};
 use super::runner::{self, ReopenLogs, RunEnd, RunPlan};
 use super::{reexec, spawned};
 use crate::options::{Method, Options};
+use crate::status::{self, Restart, Rows};
 use crate::{BindAddr, Handler, Listener, Server};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,9 @@ pub struct Serving<H> {
     /// Waits up to the given time for the host's own threads to finish the requests they run;
     /// `false` if some are still busy (the process then exits without waiting more).
     pub wait_ended: Box<dyn FnOnce(Duration) -> bool + Send>,
+    /// Application threads that mark their status-page row themselves
+    /// ([`crate::status::thread_busy`], by index); 0: the process is one row.
+    pub app_threads: usize,
 }
 
 /// The process a handler is started for.
@@ -261,7 +265,19 @@ fn run_threaded<A: AppHost>(
     // A wedged request: reload (spawned: stop; the web server starts a fresh process).
     let restart = Arc::new(tokio::sync::Notify::new());
     let wedged = restart.clone();
-    let serving = host.start(opts, Role::Threaded, Box::new(move || wedged.notify_one()))?;
+    let on_wedged = Box::new(move || {
+        status::retiring(Restart::RequestTimeout);
+        wedged.notify_one();
+    });
+    if opts.status_path.is_some() {
+        // Before the host starts its threads: each marks its row from the start.
+        let p = pool(opts, &listener, &ready, "static", Rows::Threads);
+        status::install(opts.threads, p)?;
+    }
+    let serving = host.start(opts, Role::Threaded, on_wedged)?;
+    if serving.app_threads == 0 {
+        status::one_row();
+    }
     let server = Server::new(listener, opts.server_config(), serving.handler);
     let plan = RunPlan {
         restart: Some(restart),
@@ -309,6 +325,14 @@ fn run_prefork<A: AppHost>(
         graceful_timeout: opts.graceful_timeout,
         reload_on,
     };
+    if opts.status_path.is_some() {
+        // Room for workers retiring while their replacements start.
+        let rows = opts.maxchildren * 2 + 4;
+        status::install(
+            rows,
+            pool(opts, &listener, &ready, "dynamic", Rows::Processes),
+        )?;
+    }
     let worker_listener = listener.try_clone_unguarded()?;
     let reopen = ready.reopen.clone();
     let mut run_worker =
@@ -353,13 +377,19 @@ fn run_worker<A: AppHost>(
         inline: opts.threads == 1,
     };
     // A wedged worker exits; the supervisor replaces it.
-    let serving = match host.start(opts, role, Box::new(|| daemon::exit_now(1))) {
+    let on_wedged = Box::new(|| {
+        status::retiring(Restart::RequestTimeout);
+        daemon::exit_now(1)
+    });
+    let serving = match host.start(opts, role, on_wedged) {
         Ok(s) => s,
         Err(e) => {
             error!("worker {index}: cannot start the application's threads: {e}");
             return 1;
         }
     };
+    // After the start: its CPU time is not the first request's.
+    status::enter_row(setup.row);
     let server = Server::new(listener, opts.server_config(), serving.handler);
     let plan = RunPlan {
         status: Some(setup.status),
@@ -379,6 +409,27 @@ fn run_worker<A: AppHost>(
     };
     host.unlocked(|| (serving.wait_ended)(Duration::from_secs(5)));
     code
+}
+
+/// The status page's pool: named after the address it listens on.
+fn pool(
+    opts: &Options,
+    listener: &Listener,
+    ready: &ProcessSetup,
+    manager: &'static str,
+    rows: Rows,
+) -> status::Pool {
+    status::Pool {
+        name: ready.listen.clone(),
+        manager,
+        rows,
+        listen_fd: listener.as_raw_fd(),
+        backlog: opts.backlog,
+        max_children: match opts.method {
+            Method::Prefork => opts.maxchildren,
+            Method::Threaded => opts.threads,
+        },
+    }
 }
 
 /// This process's `maxrequests`: the option plus a random 0..=`maxrequests_jitter`, so that

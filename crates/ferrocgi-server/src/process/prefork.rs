@@ -77,6 +77,8 @@ pub struct WorkerSetup {
     pub status: OwnedFd,
     /// This worker's number, for logs.
     pub index: u64,
+    /// Its row on the status page's board, if the page is on.
+    pub row: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,8 @@ struct Worker {
     state: State,
     started: Instant,
     status: Option<UnixStream>,
+    /// Its row on the status page's board.
+    row: Option<usize>,
 }
 
 struct Flags {
@@ -222,9 +226,13 @@ fn start_worker(
     // The worker unblocks them once its own are in place (see runner), so a SIGTERM sent
     // right away is still obeyed.
     let old_mask = block_signals();
+    let row = crate::status::claim_row();
     let forked = fork();
     if !matches!(forked, Ok(Forked::Child)) {
         restore_mask(&old_mask);
+    }
+    if forked.is_err() {
+        crate::status::release_row(row, false);
     }
     match forked? {
         Forked::Child => {
@@ -237,10 +245,12 @@ fn start_worker(
             let code = run_worker(WorkerSetup {
                 status: OwnedFd::from(status_w),
                 index,
+                row,
             });
             exit_now(code);
         }
         Forked::Parent(pid) => {
+            crate::status::row_pid(row, pid);
             info!(pid, worker = index, "started worker");
             Ok(Worker {
                 pid,
@@ -248,6 +258,7 @@ fn start_worker(
                 state: State::Starting,
                 started: Instant::now(),
                 status: Some(status_r),
+                row,
             })
         }
     }
@@ -340,6 +351,8 @@ struct Supervisor<'s> {
     backoff_until: Instant,
     fork_failures: u32,
     stopping: Option<Instant>,
+    /// Every worker was busy and `maxchildren` were running, at the last look.
+    at_max: bool,
     watched: Vec<Option<SystemTime>>,
     last_watch: Instant,
 }
@@ -354,6 +367,7 @@ impl<'s> Supervisor<'s> {
                 state: State::Old,
                 started: Instant::now(),
                 status: None,
+                row: None,
             })
             .collect();
         Ok(Supervisor {
@@ -367,6 +381,7 @@ impl<'s> Supervisor<'s> {
             backoff_until: Instant::now(),
             fork_failures: 0,
             stopping: None,
+            at_max: false,
             watched: mtimes(&settings.reload_on),
             last_watch: Instant::now(),
         })
@@ -393,6 +408,8 @@ impl<'s> Supervisor<'s> {
     fn reaped(&mut self, w: &Worker, status: WaitStatus) {
         let pid = w.pid;
         let expected = matches!(w.state, State::Retiring | State::Old) || self.stopping.is_some();
+        let clean = expected && matches!(status, WaitStatus::Exited(_, 0));
+        crate::status::release_row(w.row, !clean);
         if expected && matches!(status, WaitStatus::Exited(_, 0)) {
             info!(pid, worker = w.index, "worker {}", describe(status));
             return;
@@ -458,12 +475,14 @@ impl<'s> Supervisor<'s> {
             .clone()
             .filter(|w| matches!(w.state, State::Idle | State::Starting))
             .count();
-        match resize(
-            idle,
-            current.count(),
-            self.spares,
-            now >= self.backoff_until,
-        ) {
+        let total = current.count();
+        // php-fpm's "max children reached": counted once each time the pool fills up.
+        let full = idle == 0 && total >= self.spares.max_children;
+        if full && !self.at_max {
+            crate::status::max_children_reached();
+        }
+        self.at_max = full;
+        match resize(idle, total, self.spares, now >= self.backoff_until) {
             Resize::Fork(n) => self.fork_spares(n, fork, run_worker),
             Resize::Retire(n) => self.retire_extra(n),
             Resize::Keep => {}

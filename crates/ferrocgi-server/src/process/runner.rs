@@ -346,8 +346,12 @@ impl Watch {
             "stopping"
         };
         match why {
-            Recycle::MaxRequests(n) => info!(maxrequests = n, "served maxrequests; {next}"),
+            Recycle::MaxRequests(n) => {
+                crate::status::retiring(crate::status::Restart::MaxRequests);
+                info!(maxrequests = n, "served maxrequests; {next}");
+            }
             Recycle::MaxRss(rss) => {
+                crate::status::retiring(crate::status::Restart::MaxRss);
                 let max_rss = self.max_rss.unwrap_or_default();
                 info!(rss, max_rss, "resident memory passed max_rss; {next}");
             }

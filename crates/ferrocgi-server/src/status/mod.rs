@@ -1,0 +1,506 @@
+//! The status page, ping and their bookkeeping (`status_path`, `ping_path`,
+//! `status_allow_from`): php-fpm's pool and process fields, and ferrocgi's own, kept in a
+//! [`board`] every process of the server shares, rendered by [`render`] as text (php-fpm's
+//! layout), JSON, OpenMetrics or HTML.
+//!
+//! Who writes a row: a prefork worker its own (the connection loop marks it per request); under
+//! `method=threaded`, a host with its own application threads marks a row per thread
+//! ([`thread_busy`]), and a host without them (the pure-Rust example) has one row for the
+//! process. Nothing is kept, and nothing costs, while `status_path` is not set.
+
+mod board;
+mod render;
+
+use crate::listener::IpNet;
+pub use board::Restart;
+use board::{now_us, Board, RowState};
+use ferrocgi_proto::{Params, ResponseHead};
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+/// What the connection loop is told about the status page and ping.
+#[derive(Debug, Clone, Default)]
+pub struct StatusConfig {
+    /// `status_path`: the path answered with the status page.
+    pub status_path: Option<String>,
+    /// `ping_path`: the path answered with `pong`.
+    pub ping_path: Option<String>,
+    /// Who may read the status page (the client's REMOTE_ADDR, else the connection's peer);
+    /// `None`: anyone.
+    pub allow: Option<Vec<IpNet>>,
+}
+
+impl StatusConfig {
+    /// Whether any path is served by the server itself.
+    pub fn is_on(&self) -> bool {
+        self.status_path.is_some() || self.ping_path.is_some()
+    }
+}
+
+/// Whose rows the connection loop marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rows {
+    /// Each prefork worker marks the row the supervisor gave it.
+    Processes,
+    /// The host marks one row per application thread ([`thread_busy`]).
+    Threads,
+    /// One process, one row (a host without threads of its own).
+    One,
+}
+
+/// The pool as the page names it.
+pub(crate) struct Pool {
+    pub(crate) name: String,
+    pub(crate) manager: &'static str,
+    /// Under threaded: `Threads` until the host turns out to have no threads of its own
+    /// ([`one_row`]).
+    pub(crate) rows: Rows,
+    pub(crate) listen_fd: RawFd,
+    pub(crate) backlog: i32,
+    pub(crate) max_children: usize,
+}
+
+struct Global {
+    board: Board,
+    pool: Pool,
+    /// The host has no application threads: the process is one row (see [`one_row`]).
+    one: std::sync::atomic::AtomicBool,
+}
+
+impl Global {
+    fn rows(&self) -> Rows {
+        if self.one.load(Ordering::Relaxed) {
+            Rows::One
+        } else {
+            self.pool.rows
+        }
+    }
+}
+
+static GLOBAL: OnceLock<Global> = OnceLock::new();
+/// This process's row (prefork worker, or the one row); `usize::MAX`: none.
+static MY_ROW: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+fn global() -> Option<&'static Global> {
+    GLOBAL.get()
+}
+
+/// Makes the board, before any worker is forked; for `rows` workers. Once per process.
+pub(crate) fn install(rows: usize, pool: Pool) -> std::io::Result<()> {
+    let board = Board::map(rows)?;
+    let _ = GLOBAL.set(Global {
+        board,
+        pool,
+        one: false.into(),
+    });
+    Ok(())
+}
+
+/// Under threaded, the host started no application threads: the process is the one row.
+pub(crate) fn one_row() {
+    let Some(g) = global() else { return };
+    let i = g.board.claim(std::process::id().into());
+    MY_ROW.store(i.unwrap_or(usize::MAX), Ordering::Relaxed);
+    g.one.store(true, Ordering::Relaxed);
+}
+
+/// Application thread `index` of the host started: its row shows it idle (a host under
+/// `method=threaded` calls this from the thread, before it takes requests).
+pub fn thread_ready(index: usize) {
+    let Some(g) = global().filter(|g| g.rows() == Rows::Threads) else {
+        return;
+    };
+    if let Some(row) = g.board.rows.get(index) {
+        row.claim(nix::unistd::gettid().as_raw() as u64);
+    }
+}
+
+/// The supervisor gives a worker about to be forked a row; `None` if the board is full or
+/// off. [`row_pid`] names its process once forked.
+pub(crate) fn claim_row() -> Option<usize> {
+    global()?.board.claim(u64::from(u32::MAX))
+}
+
+/// The worker of `row` is process `pid`.
+pub(crate) fn row_pid(row: Option<usize>, pid: i32) {
+    if let (Some(g), Some(i)) = (global(), row) {
+        g.board.rows[i].set_pid(pid as u64);
+    }
+}
+
+/// In the worker: this process is `row`'s.
+pub(crate) fn enter_row(row: Option<usize>) {
+    let (Some(g), Some(i)) = (global(), row) else {
+        return;
+    };
+    g.board.rows[i].claim(std::process::id().into());
+    g.board.rows[i].mark_cpu(usage(Who::Process).0);
+    MY_ROW.store(i, Ordering::Relaxed);
+}
+
+/// The supervisor reaped the worker of `row`; counts its restart (`crashed`: it died without
+/// being asked to, and said no reason of its own).
+pub(crate) fn release_row(row: Option<usize>, crashed: bool) {
+    let (Some(g), Some(i)) = (global(), row) else {
+        return;
+    };
+    let why = g.board.rows[i].free().or(crashed.then_some(Restart::Crash));
+    if let Some(why) = why {
+        g.board.header.restarts[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// This process is about to be replaced, for `why`.
+pub fn retiring(why: Restart) {
+    let Some(g) = global() else { return };
+    match my_row(g) {
+        Some(row) if g.rows() == Rows::Processes => {
+            row.set_reason(why);
+            row.set_ending();
+        }
+        _ => {
+            g.board.header.restarts[why as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The supervisor could not start a worker it wanted: `maxchildren` reached.
+pub(crate) fn max_children_reached() {
+    if let Some(g) = global() {
+        g.board
+            .header
+            .max_children_reached
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A request ran past `slow_request` (the host's watchdog says so).
+pub fn slow_request() {
+    if let Some(g) = global() {
+        g.board.header.slow.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A request was stopped at `request_timeout`.
+pub fn request_timed_out() {
+    if let Some(g) = global() {
+        g.board.header.timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn my_row(g: &Global) -> Option<&'static board::Row> {
+    g.board.rows.get(MY_ROW.load(Ordering::Relaxed))
+}
+
+#[derive(Clone, Copy)]
+enum Who {
+    Process,
+    Thread,
+}
+
+/// CPU time used (µs) and peak resident memory (bytes) of this process or thread.
+fn usage(who: Who) -> (u64, u64) {
+    let whom = match who {
+        Who::Process => nix::sys::resource::UsageWho::RUSAGE_SELF,
+        Who::Thread => nix::sys::resource::UsageWho::RUSAGE_THREAD,
+    };
+    let Ok(u) = nix::sys::resource::getrusage(whom) else {
+        return (0, 0);
+    };
+    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
+    let cpu = us(u.user_time()) + us(u.system_time());
+    (cpu, u.max_rss().max(0) as u64 * 1024)
+}
+
+fn request_line(params: &Params) -> (&[u8], &[u8]) {
+    let method = params.get(b"REQUEST_METHOD").unwrap_or(b"-");
+    let uri = params.get(b"REQUEST_URI").unwrap_or(b"");
+    (method, uri)
+}
+
+fn content_length(params: &Params) -> u64 {
+    params
+        .get(b"CONTENT_LENGTH")
+        .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A request the connection loop is serving, as the board counts it: counted as ended when
+/// dropped (complete if `ok` was set).
+#[derive(Debug)]
+pub(crate) struct Seen {
+    start: Instant,
+    /// The response's status, once its head was sent.
+    pub(crate) status: u16,
+    /// The response ended completely.
+    pub(crate) ok: bool,
+    marked_row: bool,
+}
+
+/// A request starts: counted, and marked on this process's row where the loop marks rows.
+pub(crate) fn started(params: &Params) -> Option<Seen> {
+    let g = global()?;
+    let h = g.board.header;
+    h.accepted.fetch_add(1, Ordering::Relaxed);
+    h.in_flight.fetch_add(1, Ordering::Relaxed);
+    let row = (g.rows() != Rows::Threads).then(|| my_row(g)).flatten();
+    if let Some(row) = row {
+        let (method, uri) = request_line(params);
+        if row.begin(method, uri, content_length(params)) {
+            h.active_changed(true);
+        }
+    }
+    Some(Seen {
+        start: Instant::now(),
+        status: 0,
+        ok: false,
+        marked_row: row.is_some(),
+    })
+}
+
+impl Drop for Seen {
+    fn drop(&mut self) {
+        let Some(g) = global() else { return };
+        let us = self.start.elapsed().as_micros() as u64;
+        g.board.header.ended(self.status, self.ok, us);
+        if self.marked_row {
+            let (cpu, mem) = usage(Who::Process);
+            if my_row(g).is_some_and(|row| row.end(us, cpu, mem)) {
+                g.board.header.active_changed(false);
+            }
+        }
+    }
+}
+
+/// Request body bytes received.
+pub(crate) fn bytes_in(n: usize) {
+    if let Some(g) = global() {
+        g.board
+            .header
+            .bytes_in
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// Response body bytes sent.
+pub(crate) fn bytes_out(n: usize) {
+    if let Some(g) = global() {
+        g.board
+            .header
+            .bytes_out
+            .fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A connection opened (`true`) or closed.
+pub(crate) fn connection(open: bool) {
+    if let Some(g) = global() {
+        let d = if open { 1 } else { -1 };
+        g.board.header.conns_open.fetch_add(d, Ordering::Relaxed);
+    }
+}
+
+/// An application thread of the host runs a request until the guard is dropped; `None` while
+/// the status page is off.
+pub struct Busy {
+    row: &'static board::Row,
+    start: Instant,
+}
+
+/// Marks application thread `index` busy with the request of `params` (a host under
+/// `method=threaded` calls this where the thread takes the request).
+pub fn thread_busy(index: usize, params: &Params) -> Option<Busy> {
+    let g = global().filter(|g| g.rows() == Rows::Threads)?;
+    let row = g.board.rows.get(index)?;
+    if row.is_free() {
+        row.claim(nix::unistd::gettid().as_raw() as u64);
+    }
+    row.mark_cpu(usage(Who::Thread).0);
+    let (method, uri) = request_line(params);
+    if row.begin(method, uri, content_length(params)) {
+        g.board.header.active_changed(true);
+    }
+    Some(Busy {
+        row,
+        start: Instant::now(),
+    })
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let (cpu, _) = usage(Who::Thread);
+        let (_, mem) = usage(Who::Process);
+        let us = self.start.elapsed().as_micros() as u64;
+        if self.row.end(us, cpu, mem) {
+            if let Some(g) = global() {
+                g.board.header.active_changed(false);
+            }
+        }
+    }
+}
+
+/// What a request for one of the server's own paths asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Page {
+    Ping,
+    Status(String),
+}
+
+/// The request's path: REQUEST_URI's, else SCRIPT_NAME + PATH_INFO.
+fn path_and_query(params: &Params) -> (Vec<u8>, Vec<u8>) {
+    if let Some(uri) = params.get(b"REQUEST_URI") {
+        let (path, query) = match memchr::memchr(b'?', uri) {
+            Some(q) => (&uri[..q], &uri[q + 1..]),
+            None => (uri, &b""[..]),
+        };
+        return (path.to_vec(), query.to_vec());
+    }
+    let mut path = params.get(b"SCRIPT_NAME").unwrap_or_default().to_vec();
+    path.extend_from_slice(params.get(b"PATH_INFO").unwrap_or_default());
+    let query = params.get(b"QUERY_STRING").unwrap_or_default().to_vec();
+    (path, query)
+}
+
+/// The page a request asks for, if its path is `ping_path` or `status_path`.
+pub(crate) fn route(cfg: &StatusConfig, params: &Params) -> Option<Page> {
+    let (path, query) = path_and_query(params);
+    let is = |p: &Option<String>| p.as_deref().is_some_and(|p| p.as_bytes() == path);
+    if is(&cfg.ping_path) {
+        Some(Page::Ping)
+    } else if is(&cfg.status_path) {
+        Some(Page::Status(String::from_utf8_lossy(&query).into_owned()))
+    } else {
+        None
+    }
+}
+
+/// Whether the client may read the status page: its REMOTE_ADDR (the HTTP client the web server
+/// serves), else the connection's peer; a Unix-socket peer without REMOTE_ADDR is governed by
+/// the socket file's permissions.
+fn allowed(cfg: &StatusConfig, params: &Params, peer: &str) -> bool {
+    let Some(allow) = &cfg.allow else {
+        return true;
+    };
+    let ip = match params.get(b"REMOTE_ADDR") {
+        Some(a) => std::str::from_utf8(a)
+            .ok()
+            .and_then(|a| a.parse::<IpAddr>().ok()),
+        None if peer == "unix" => return true,
+        None => peer.parse::<SocketAddr>().ok().map(|a| a.ip()),
+    };
+    ip.is_some_and(|ip| allow.iter().any(|n| n.contains(ip)))
+}
+
+/// The answer to a request for one of the server's own pages.
+pub(crate) fn answer(
+    page: &Page,
+    cfg: &StatusConfig,
+    params: &Params,
+    peer: &str,
+) -> (ResponseHead, Vec<u8>) {
+    let plain = |status, reason: &'static str, body: &[u8]| {
+        let head = ResponseHead::new(status, reason)
+            .header("Content-Type", "text/plain; charset=utf-8")
+            .header("Cache-Control", "no-store")
+            .header("Content-Length", body.len().to_string());
+        (head, body.to_vec())
+    };
+    match page {
+        Page::Ping => plain(200, "OK", b"pong\n"),
+        Page::Status(_) if !allowed(cfg, params, peer) => {
+            tracing::warn!(peer, client = %String::from_utf8_lossy(params.get(b"REMOTE_ADDR").unwrap_or(b"-")),
+                "status page refused: the client is not in status_allow_from");
+            plain(403, "Forbidden", b"forbidden\n")
+        }
+        Page::Status(query) => match global() {
+            None => plain(503, "Service Unavailable", b"status not available yet\n"),
+            Some(g) => {
+                let (content_type, body) = render::page(&snapshot(g), query);
+                let head = ResponseHead::new(200, "OK")
+                    .header("Content-Type", content_type)
+                    .header("Cache-Control", "no-store")
+                    .header("Content-Length", body.len().to_string());
+                (head, body)
+            }
+        },
+    }
+}
+
+/// The accept queue of a TCP listener now, and its length (Linux TCP_INFO: unacked is the
+/// queue, sacked the backlog); `None` for other sockets.
+fn listen_queue(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: tcp_info is plain data; getsockopt writes at most `len` bytes into it.
+    unsafe {
+        let mut info: libc::tcp_info = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        let r = libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&mut info as *mut libc::tcp_info).cast(),
+            &mut len,
+        );
+        (r == 0).then_some((info.tcpi_unacked.into(), info.tcpi_sacked.into()))
+    }
+}
+
+fn rss_of(pid: u64) -> Option<u64> {
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+fn snapshot(g: &Global) -> render::Snapshot {
+    let h = g.board.header;
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let (queue, queue_len) =
+        listen_queue(g.pool.listen_fd).unwrap_or((0, g.pool.backlog.max(0) as u64));
+    h.max_listen_queue.fetch_max(queue, Ordering::Relaxed);
+    let threaded_pid = u64::from(std::process::id());
+    let rows: Vec<render::Worker> = g
+        .board
+        .rows
+        .iter()
+        .map(|r| r.read())
+        .filter(|r| r.state.is_some_and(|s| s != RowState::Free))
+        .map(|r| {
+            let of = if g.rows() == Rows::Threads {
+                threaded_pid
+            } else {
+                r.pid
+            };
+            render::Worker {
+                rss: rss_of(of).unwrap_or(0),
+                row: r,
+            }
+        })
+        .collect();
+    render::Snapshot {
+        pool: g.pool.name.clone(),
+        manager: g.pool.manager,
+        start_us: g.board.start_us,
+        now_us: now_us(),
+        accepted: get(&h.accepted),
+        listen_queue: queue,
+        max_listen_queue: get(&h.max_listen_queue),
+        listen_queue_len: queue_len,
+        max_active: get(&h.max_active),
+        max_children: g.pool.max_children,
+        max_children_reached: get(&h.max_children_reached),
+        slow: get(&h.slow),
+        timeouts: get(&h.timeouts),
+        by_class: std::array::from_fn(|i| get(&h.by_class[i])),
+        failed: get(&h.failed),
+        bytes_in: get(&h.bytes_in),
+        bytes_out: get(&h.bytes_out),
+        conns_open: h.conns_open.load(Ordering::Relaxed).max(0) as u64,
+        in_flight: h.in_flight.load(Ordering::Relaxed).max(0) as u64,
+        restarts: Restart::ALL.map(|r| (r.name(), get(&h.restarts[r as usize]))),
+        buckets: std::array::from_fn(|i| get(&h.buckets[i])),
+        duration_sum_us: get(&h.duration_sum_us),
+        workers: rows,
+    }
+}
