@@ -79,7 +79,9 @@ const EXAMPLES: &str = "\x20 ferrocgi --method threaded --port 3033 mysite.wsgi:
 pub static CLI: Command = Command {
     usage: "Usage: ferrocgi [OPTIONS] APP\n\n\
             Serves a WSGI application to a web server over FastCGI, SCGI or AJP13.\n\
-            APP is module:callable, or module for module:application (e.g. mysite.wsgi).\n",
+            APP is module:callable, or module for module:application (e.g. mysite.wsgi).\n\
+            ferrocgi status ADDRESS [--watch] [--json] shows a running server's pool and workers\n\
+            (it needs status_path; ferrocgi status --help says more).\n",
     positional: Some(Positional {
         missing: "ferrocgi: missing APP, the WSGI application as module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)",
         check: check_app,

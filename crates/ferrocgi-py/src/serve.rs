@@ -312,6 +312,9 @@ fn main(
         (None, Some(f)) => Some(AppSource::Loader(f)),
         (None, None) => None,
     };
+    if flavor_name == "cli" && argv.first().map(String::as_str) == Some("status") {
+        return Ok(py.detach(|| ferrocgi_server::status::client::main(&argv[1..])));
+    }
     let flavor = flavor(flavor_name)?;
     match options::parse(&argv, flavor) {
         Ok(Parsed::Help(text)) => {

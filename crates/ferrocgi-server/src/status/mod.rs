@@ -9,6 +9,7 @@
 //! process. Nothing is kept, and nothing costs, while `status_path` is not set.
 
 mod board;
+pub mod client;
 mod render;
 
 use crate::listener::IpNet;
@@ -249,6 +250,7 @@ pub(crate) fn started(params: &Params) -> Option<Seen> {
     let row = (g.rows() != Rows::Threads).then(|| my_row(g)).flatten();
     if let Some(row) = row {
         let (method, uri) = request_line(params);
+        row.mark_cpu(usage(Who::Process).0);
         if row.begin(method, uri, content_length(params)) {
             h.active_changed(true);
         }

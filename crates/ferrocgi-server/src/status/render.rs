@@ -408,6 +408,15 @@ fn openmetrics(s: &Snapshot) -> String {
         "gauge",
         "Resident memory of each worker.",
     );
+    for w in &s.workers {
+        let pid = w.row.pid;
+        let _ = writeln!(
+            o,
+            "ferrocgi_worker_rss_bytes{{pool=\"{pool}\",pid=\"{pid}\"}} {}",
+            w.rss
+        );
+    }
+    // Each family's samples follow its own metadata (OpenMetrics requires it).
     family(
         &mut o,
         "ferrocgi_worker_requests",
@@ -416,15 +425,10 @@ fn openmetrics(s: &Snapshot) -> String {
     );
     for w in &s.workers {
         let pid = w.row.pid;
+        let n = w.row.requests;
         let _ = writeln!(
             o,
-            "ferrocgi_worker_rss_bytes{{pool=\"{pool}\",pid=\"{pid}\"}} {}",
-            w.rss
-        );
-        let _ = writeln!(
-            o,
-            "ferrocgi_worker_requests_total{{pool=\"{pool}\",pid=\"{pid}\"}} {}",
-            w.row.requests
+            "ferrocgi_worker_requests_total{{pool=\"{pool}\",pid=\"{pid}\"}} {n}"
         );
     }
     o.push_str("# EOF\n");
@@ -471,7 +475,7 @@ fn esc(v: &str) -> String {
     out
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -486,11 +490,20 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-fn human_us(us: u64) -> String {
+pub(crate) fn human_us(us: u64) -> String {
     match us {
         0..=999 => format!("{us} µs"),
         1_000..=999_999 => format!("{:.1} ms", us as f64 / 1e3),
         _ => format!("{:.2} s", us as f64 / 1e6),
+    }
+}
+
+pub(crate) fn human_secs(s: u64) -> String {
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
     }
 }
 
@@ -534,7 +547,7 @@ fn html(s: &Snapshot, refresh: u64) -> String {
     HTML.replace("{meta}", &meta)
         .replace("{pool}", &esc(&s.pool))
         .replace("{manager}", s.manager)
-        .replace("{uptime}", &human_us(s.now_us.saturating_sub(s.start_us)))
+        .replace("{uptime}", &human_secs(s.since(s.start_us)))
         .replace("{started}", &clf_time(s.start_us))
         .replace("{tiles}", &tiles_html)
         .replace("{rows}", &rows)
@@ -560,7 +573,7 @@ fn worker_row(s: &Snapshot, w: &Worker) -> String {
         state.to_lowercase(),
         esc(&state),
         n("requests"),
-        human_us(n("start since") * 1_000_000),
+        human_secs(n("start since")),
         esc(&t("request method")),
         esc(&t("request uri")),
         human_us(n("request duration")),
