@@ -86,7 +86,7 @@ info "superuser: admin / admin"
 section "start"
 socket=$run/mysite.sock
 (cd "$project" && exec ./manage.py runfcgi method=threaded daemonize=false \
-    "socket=$socket" umask=000 2>"$run/site.log") &
+    "socket=$socket" umask=000 status_path=/status 2>"$run/site.log") &
 site_pid=$!
 for _ in $(seq 200); do
     [ -S "$socket" ] && break
@@ -94,7 +94,7 @@ for _ in $(seq 200); do
     sleep 0.05
 done
 [ -S "$socket" ] || die "runfcgi did not create $socket: $(tail -20 "$run/site.log")"
-info "Django: ./manage.py runfcgi method=threaded daemonize=false socket=$socket umask=000 (pid $site_pid)"
+info "Django: ./manage.py runfcgi method=threaded daemonize=false socket=$socket umask=000 status_path=/status (pid $site_pid)"
 
 # The site file docs/nginx.md shows, its production paths replaced, inside a private nginx.conf:
 # the same derivation the recipe tests run (tests/recipes/production.py).
@@ -125,6 +125,8 @@ cat <<MSG
 ferrocgi demo is up: http://127.0.0.1:$port/
   admin:         http://127.0.0.1:$port/admin/   (user admin, password admin)
   same site at:  http://127.0.0.1:$port/prefix/  ({% url %} links follow the prefix)
+  status page:   http://127.0.0.1:$port/status?html   (also ?json&full, ?openmetrics;
+                 or: $venv/bin/ferrocgi status $socket --watch)
   curl -s http://127.0.0.1:$port/info/           # script prefix, reverse(), pid as JSON
 Logs: $run/site.log, $run/nginx/error.log. Press Ctrl-C to stop.
 MSG

@@ -1,4 +1,5 @@
-"""The demo (issue 14, item 16): its home page says what serves it and links to the admin.
+"""The demo (issue 14, item 16): its home page says what serves it and links to the admin and
+(issue 16, item 5) to ferrocgi's status page.
 
 ``scripts/demo.sh`` is run as the README shows it (with ``PORT=``), and its page fetched through
 the nginx it starts. The values on the page come from ``environ["ferrocgi.server"]``, which
@@ -85,6 +86,11 @@ def test_demo_home_page_says_what_serves_it(rundir: Path) -> None:
         assert '<a id="admin" href="/admin/">' in page, page
         status, location, _ = http_get(port, "/admin/")
         assert (status, location) == (302, "/admin/login/?next=/admin/")
+        # Issue 16, item 5: the status page, linked from the home page, through nginx.
+        assert '<a id="status" href="/status?html">' in page, page
+        status, _, status_page = http_get(port, "/status?html")
+        assert status == 200 and "<table id=workers>" in status_page, status_page
+        assert status_page.count("<tr><td>") == DEFAULT_THREADED_THREADS, status_page
         proc.stop()
     assert proc.popen.returncode == 143, proc.dump()
     assert "stopped nginx and the Django site" in out.read_text()

@@ -76,6 +76,11 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         ("127.0.0.1:3033", "127.0.0.1:@FCGI_PORT@"),
         ("/srv/mysite", "@SITE_DIR@"),
     ],
+    "nginx-status.conf": [],
+    "prometheus.yml": [
+        ("www.example.com:80", "127.0.0.1:@PORT@"),
+        ("scrape_interval: 15s", "scrape_interval: 1s\n    scrape_timeout: 1s"),
+    ],
     "h2o.conf": [
         ("listen: 80", "listen:\n  host: 127.0.0.1\n  port: @PORT@"),
         ('"example.com":', "default:"),

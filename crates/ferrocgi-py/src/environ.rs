@@ -61,6 +61,7 @@ impl ServerInfo {
         d.set_item("method", &self.method)?;
         d.set_item("threads", self.threads)?;
         d.set_item("processes", self.processes)?;
+        d.set_item("status_path", &self.status_path)?;
         d.set_item("version", env!("CARGO_PKG_VERSION"))?;
         // Read-only: every request's environ shares it (the base dict's copy is shallow).
         py.import("types")?.getattr("MappingProxyType")?.call1((d,))

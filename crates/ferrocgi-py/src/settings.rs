@@ -45,6 +45,8 @@ pub struct ServerInfo {
     pub threads: usize,
     /// Worker processes at most: `maxchildren` under prefork, else 1.
     pub processes: usize,
+    /// The `status_path` option (the server's own status page), if set.
+    pub status_path: Option<String>,
 }
 
 impl HostSettings {
@@ -66,6 +68,7 @@ impl HostSettings {
                 protocol: opts.protocol.name(),
                 method: opts.method.to_string(),
                 threads: opts.threads,
+                status_path: opts.status_path.clone(),
                 processes: if opts.method == Method::Prefork {
                     opts.maxchildren
                 } else {

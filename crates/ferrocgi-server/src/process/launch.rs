@@ -420,7 +420,8 @@ fn pool(
     rows: Rows,
 ) -> status::Pool {
     status::Pool {
-        name: ready.listen.clone(),
+        // A socket's path as the user wrote it, without the log's `unix:`.
+        name: ready.listen.trim_start_matches("unix:").to_owned(),
         manager,
         rows,
         listen_fd: listener.as_raw_fd(),

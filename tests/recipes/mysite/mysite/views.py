@@ -35,6 +35,7 @@ def describe_server(server: Mapping[str, Any]) -> dict[str, str]:
         "method": server["method"],
         "workers": workers,
         "version": server["version"],
+        "status_path": server.get("status_path") or "",
     }
 
 
