@@ -108,6 +108,12 @@ def configs() -> list[Config]:
         cmd = fc + ["protocol=fcgi", "status_path=/status"] + words + fc_addr(addr)
         note = "as ferrocgi-fcgi-unix-" + method + ", with status_path=/status"
         out.append(Config(name, "ferrocgi", "fcgi", PY_APPS, cmd, addr, note))
+    # The access log on (issue 16): its cost, against ferrocgi-fcgi-unix-prefork.
+    name = "ferrocgi-fcgi-unix-prefork-accesslog"
+    addr = f"unix:{sock / name}.sock"
+    cmd = fc + ["protocol=fcgi", f"access_log={RUN / 'access.log'}"] + prefork + fc_addr(addr)
+    note = "as ferrocgi-fcgi-unix-prefork, with access_log (default format, one write per line)"
+    out.append(Config(name, "ferrocgi", "fcgi", PY_APPS, cmd, addr, note))
     a = tcp()
     out.append(
         Config(

@@ -43,6 +43,7 @@ class Stack:
     port: int
     socket: Path
     site: kit.Site
+    access_log: Path
 
 
 def site_with_status() -> str:
@@ -61,10 +62,12 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
     project = kit.install_project(template, rundir / "myproject")
     port = harness.free_port()
     sock = rundir / "mysite.sock"
-    words = doc_line(
-        "./manage.py runfcgi ",
-        {SOCKET: str(sock), "socket_owner=myuser:www-data": "socket_owner=root:nogroup"},
-    )[2:]
+    swaps = {
+        SOCKET: str(sock),
+        "socket_owner=myuser:www-data": "socket_owner=root:nogroup",
+        "/var/log/mysite/access.log": str(rundir / "access.log"),
+    }
+    words = doc_line("./manage.py runfcgi ", swaps)[2:]
     d = harness.make_dir(rundir / "nginx")
     for sub in ("tmp", "logs"):
         harness.make_dir(d / sub)
@@ -76,7 +79,8 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
             kit.runfcgi(project, words, str(sock), env={"MYSITE_PUBLIC_PORT": str(port)})
         )
         es.enter_context(harness.run_webserver("nginx", d, conf, [port]))
-        yield Stack(port, sock, kit.Site("mysite", port, "", project.static_root))
+        site = kit.Site("mysite", port, "", project.static_root)
+        yield Stack(port, sock, site, rundir / "access.log")
 
 
 def http_get(port: int, path: str, source: str = "127.0.0.1") -> tuple[int, bytes]:
@@ -154,3 +158,14 @@ def test_prometheus_scrapes_with_the_doc_s_configuration(stack: Stack, rundir: P
         )
         count = prom_scalar(port, 'ferrocgi_request_duration_seconds_count{job="mysite"}')
         assert count is not None and count >= 20
+
+
+def test_the_access_log_the_doc_turns_on(stack: Stack) -> None:
+    kit.expect(kit.get(stack.site, "/about/?from=test"), 200, "about")
+    eventually(
+        "the request's access line",
+        lambda: any(
+            '"GET /about/?from=test HTTP/1.1" 200 ' in line
+            for line in stack.access_log.read_text().splitlines()
+        ),
+    )

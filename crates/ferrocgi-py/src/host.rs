@@ -363,6 +363,7 @@ impl Host {
         let Some(job) = self.still_wanted(py, job) else {
             return;
         };
+        job.resp.note_queue_wait(job.queued.elapsed());
         let Job {
             protocol,
             params,

@@ -76,6 +76,8 @@ pub(crate) enum BodyMsg {
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     aborted: AtomicBool,
+    /// How long the request waited for an application thread, µs (the host says).
+    queue_wait_us: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -84,6 +86,9 @@ impl Shared {
     }
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
+    }
+    pub(crate) fn queue_wait_us(&self) -> u64 {
+        self.queue_wait_us.load(Ordering::Relaxed)
     }
 }
 
@@ -219,6 +224,13 @@ impl Responder {
     /// True once the front end aborted the request or its connection was lost: stop working.
     pub fn is_aborted(&self) -> bool {
         self.shared.is_aborted() || self.tx.is_closed()
+    }
+
+    /// Tells the access log how long the request waited for an application thread before it
+    /// ran (`%(w)s`, `queue_wait_us`).
+    pub fn note_queue_wait(&self, waited: std::time::Duration) {
+        let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.shared.queue_wait_us.store(us, Ordering::Relaxed);
     }
 
     /// True once [`Responder::start`] was called.

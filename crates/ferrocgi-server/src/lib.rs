@@ -9,7 +9,7 @@
 //! * [`Server`] (in `server`): the accept loop, connection and request limits, graceful stop;
 //!   [`ServerConfig`] (in `config`) what it is told; [`Load`] (in `load`) the counts every
 //!   connection shares; [`Protocol`] (in `protocol`) which protocol a listener speaks.
-//! * [`logging`]: the log every ferrocgi process writes.
+//! * [`logging`]: the log every ferrocgi process writes; [`access`] the access log.
 //! * [`status`]: the status page and ping (`status_path`, `ping_path`) and the scoreboard
 //!   every process of the server writes its counts to.
 //! * [`options`]: every option of the server, parsed and validated in one table, which the
@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod access;
 mod config;
 mod conn;
 pub mod handler;

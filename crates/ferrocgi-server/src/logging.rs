@@ -1,22 +1,33 @@
-//! The server's log: one line per event on stderr (the `errlog` once daemonized), no colours.
+//! The server's log: one line per event on stderr (the `errlog` once daemonized), no colours;
+//! with `log_format=json`, one JSON object per line (keys: `timestamp`, `level`, `target`,
+//! `message`, and the event's own fields such as `peer` or `pid`).
 
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
 
 /// Installs the log for this process, filtered by `level`: a level (`info`) or comma-separated
 /// `target=level` directives (`warn,ferrocgi_server=debug`); anything else means `info`. Only
-/// the first call in a process has an effect.
-pub fn init(level: &str) {
+/// the first call in a process has an effect. `json`: one JSON object per line.
+pub fn init(level: &str, json: bool) {
     // `Targets` rather than `EnvFilter`: the directives ferrocgi takes need no regular
     // expressions, and leaving the regex engine out keeps every worker process smaller.
     let filter: Targets = level
         .parse()
         .unwrap_or_else(|_| Targets::new().with_default(LevelFilter::INFO));
-    let fmt = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+    });
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+    });
     let _ = tracing_subscriber::registry()
-        .with(fmt)
+        .with(text)
+        .with(json)
         .with(filter)
         .try_init();
 }

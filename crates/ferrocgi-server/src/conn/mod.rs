@@ -23,8 +23,8 @@ pub(crate) mod codec;
 
 use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
 use crate::load::ServerCtx;
-use crate::status;
 use crate::Handler;
+use crate::{access, status};
 use bytes::{Buf, Bytes, BytesMut};
 use codec::{Decoded, ServerCodec};
 use ferrocgi_proto::ResponseHead;
@@ -159,6 +159,8 @@ struct ReqState {
     started: bool,
     /// The status page's count of it (`None` while the page is off).
     seen: Option<status::Seen>,
+    /// Its access-log line, written when dropped (`None` while the log is off).
+    access: Option<access::Line>,
 }
 
 /// One connection's state; see the module doc.
@@ -756,6 +758,9 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             } => self.start_request(id, params, declared),
             Decoded::Body { id, data } => {
                 status::bytes_in(data.len());
+                if let Some(line) = self.find(id).and_then(|r| r.access.as_mut()) {
+                    line.bytes_in += data.len() as u64;
+                }
                 self.deliver(id, BodyMsg::Data(data))
             }
             Decoded::BodyEnd { id } => self.deliver(id, BodyMsg::End),
@@ -839,6 +844,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             return;
         };
         let seen = status::started(&params);
+        let access = access::begin(C::PROTOCOL, &params);
         let (body_tx, body_rx) = mpsc::channel(BODY_CHANNEL);
         let shared = Arc::new(Shared::default());
         let req = Request {
@@ -860,6 +866,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             shared,
             started: false,
             seen,
+            access,
         });
         self.codec.body_delivered(id, &mut self.out);
     }
@@ -955,10 +962,16 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                 if let Some(seen) = &mut self.reqs[i].seen {
                     seen.status = head.status;
                 }
+                if let Some(line) = &mut self.reqs[i].access {
+                    line.status = head.status;
+                }
                 self.reqs[i].started = true;
             }
             Part::Data(data) if !aborted && self.reqs[i].started => {
                 status::bytes_out(data.len());
+                if let Some(line) = &mut self.reqs[i].access {
+                    line.bytes_out += data.len() as u64;
+                }
                 if data.len() >= SHARE_MIN {
                     self.codec.body_shared(id, data, out, &mut self.segs);
                 } else {
@@ -972,10 +985,18 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             Part::End | Part::Fail => {
                 let mut r = self.reqs.swap_remove(i);
                 let ok = matches!(part, Part::End);
+                let sent_500 = !r.started && !aborted;
                 if let Some(seen) = &mut r.seen {
                     seen.ok = ok;
-                    if !r.started && !aborted {
+                    if sent_500 {
                         seen.status = 500;
+                    }
+                }
+                if let Some(line) = &mut r.access {
+                    line.ok = ok;
+                    line.queue_wait_us = r.shared.queue_wait_us();
+                    if sent_500 {
+                        line.status = 500;
                     }
                 }
                 if r.started && !ok && !aborted {

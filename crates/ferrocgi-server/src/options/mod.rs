@@ -254,6 +254,12 @@ pub struct Options {
     pub reload_on: Vec<PathBuf>,
     /// `allow_from`: peers allowed to connect; empty = anyone.
     pub allow_from: Vec<IpNet>,
+    /// `access_log`: a file, or `-` for stderr; `None`: no access log.
+    pub access_log: Option<PathBuf>,
+    /// `access_log_format` ([`crate::access::DEFAULT_FORMAT`] unless given).
+    pub access_log_format: crate::access::Format,
+    /// `log_format=json`: the server's log lines and the access lines as JSON objects.
+    pub log_json: bool,
     /// `status_path`.
     pub status_path: Option<String>,
     /// `ping_path`.
@@ -343,6 +349,9 @@ impl Default for Options {
             ajp_lighttpd_compat: false,
             reload_on: Vec::new(),
             allow_from: Vec::new(),
+            access_log: None,
+            access_log_format: crate::access::Format::default(),
+            log_json: false,
             status_path: None,
             ping_path: None,
             status_allow_from: None,
@@ -536,6 +545,10 @@ impl Options {
         self.pidfile.as_mut().map(fix);
         self.outlog.as_mut().map(fix);
         self.errlog.as_mut().map(fix);
+        self.access_log
+            .as_mut()
+            .filter(|p| p.as_os_str() != "-")
+            .map(fix);
         fix(&mut self.workdir);
         self.reload_on.iter_mut().for_each(fix);
     }

@@ -208,7 +208,7 @@ fn paths(o: &mut Vec<PathBuf>, s: &str) -> Result<(), String> {
 }
 
 macro_rules! spec {
-    ($name:literal, $group:ident, $kind:expr, $metavar:literal, $default:literal, $example:literal,
+    ($name:literal, $group:ident, $kind:expr, $metavar:literal, $default:expr, $example:literal,
      $help:literal, |$o:ident, $v:ident| $body:expr) => {
         spec!(
             $name,
@@ -222,7 +222,7 @@ macro_rules! spec {
             |$o, $v| $body
         )
     };
-    ($name:literal, $group:ident, $kind:expr, $metavar:literal, $default:literal, $example:literal,
+    ($name:literal, $group:ident, $kind:expr, $metavar:literal, $default:expr, $example:literal,
      $help:literal, $addr:literal, |$o:ident, $v:ident| $body:expr) => {
         Spec {
             name: $name,
@@ -332,6 +332,15 @@ pub(crate) static OPTIONS: &[Spec] = &[
         "accept connections only from these addresses",
         |o, v| o.allow_from.extend(values::ip_nets(v)?)),
     // ---- operations ----
+    spec!("access_log", Operations, Value, "PATH|-", "none", "access_log=/var/log/mysite/access.log",
+        "write a line per request to this file (- for stderr), reopened on SIGUSR1; created 0640, owned by user",
+        |o, v| o.access_log = Some(PathBuf::from(values::non_empty(v, "path (- for stderr)")?))),
+    spec!("access_log_format", Operations, Value, "FORMAT", crate::access::DEFAULT_FORMAT, "access_log_format='%(h)s \"%(r)s\" %(s)s %(D)sus'",
+        "the access line, with %(x)s placeholders (docs/operations.md lists them)",
+        |o, v| o.access_log_format = v.parse()?),
+    spec!("log_format", Operations, Value, "text|json", "text", "log_format=json",
+        "json: the server's log and the access log as one JSON object per line",
+        |o, v| o.log_json = values::log_format(v)?),
     spec!("status_path", Operations, Value, "/PATH", "none", "status_path=/status",
         "answer requests for this path with the status page (php-fpm's fields; ?json, ?openmetrics, ?html, ?full), without calling the application",
         |o, v| o.status_path = Some(values::url_path(v)?)),

@@ -153,6 +153,7 @@ fn context(name: &str) -> &'static [&'static str] {
         "socket_mode" | "socket_owner" | "daemonize" => &["socket=/tmp/x.sock"],
         "maxspare" | "minspare" => &[],
         "maxrequests_jitter" => &["maxrequests=1000"],
+        "access_log_format" => &["access_log=/tmp/access.log"],
         _ => &[],
     }
 }

@@ -126,6 +126,13 @@ impl Options {
 
     /// Across fields: the process pool's bounds.
     fn check_pool(&self) -> Result<(), OptionsError> {
+        if self.access_log_format != crate::access::Format::default() && self.access_log.is_none() {
+            return Err(invalid(
+                "access_log_format",
+                "applies only with access_log",
+                "access_log=/var/log/mysite/access.log access_log_format='%(h)s \"%(r)s\" %(s)s'",
+            ));
+        }
         if self.maxrequests_jitter > 0 && self.maxrequests == 0 {
             return Err(invalid(
                 "maxrequests_jitter",

@@ -130,6 +130,15 @@ pub fn non_empty(s: &str, what: &str) -> Result<String, String> {
     }
 }
 
+/// `log_format`: `text` or `json` (true).
+pub(crate) fn log_format(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "text" => Ok(false),
+        "json" => Ok(true),
+        _ => Err(format!("{s:?} is not text or json")),
+    }
+}
+
 /// A URL path the server answers itself (`status_path`, `ping_path`): starts with `/`, no
 /// query, no spaces.
 pub(crate) fn url_path(s: &str) -> Result<String, String> {

@@ -215,7 +215,7 @@ pub fn close_inherited_fds(keep: &[RawFd]) -> io::Result<()> {
 /// Opens a log file for appending, without following a symbolic link at `path` (root may
 /// open it in a directory another user can write). A file created here is mode 0640 and
 /// given to `owner` (uid, gid) when set and different from ours.
-fn open_log_file(path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> {
+pub(crate) fn open_log_file(path: &Path, owner: Option<(u32, u32)>) -> io::Result<OwnedFd> {
     let context = |e: io::Error| {
         io::Error::new(
             e.kind(),

@@ -15,6 +15,7 @@ use super::daemon::{self, Forked, PidFile, Started};
 use super::prefork::{self, PreforkSettings, SupervisorExit, WorkerSetup};
 use super::runner::{self, ReopenLogs, RunEnd, RunPlan};
 use super::{reexec, spawned};
+use crate::access;
 use crate::options::{Method, Options};
 use crate::status::{self, Restart, Rows};
 use crate::{BindAddr, Handler, Listener, Server};
@@ -109,7 +110,10 @@ pub fn launch<A: AppHost>(opts: &Options, host: &A) -> i32 {
     reexec::remember_start_dir();
     reexec::take_inherited();
     spawned::take_systemd_env();
-    crate::logging::init(&opts.log_level.level().to_string().to_lowercase());
+    crate::logging::init(
+        &opts.log_level.level().to_string().to_lowercase(),
+        opts.log_json,
+    );
     let result = host
         .prepare(reexec::start_dir())
         .and_then(|()| start(opts, host));
@@ -212,6 +216,7 @@ impl ProcessSetup {
             .map(PathBuf::as_path)
             .collect();
         daemon::warn_if_left_behind(&files, opts.user.as_ref(), opts.group.as_ref());
+        open_access_log(opts)?;
         daemon::drop_privileges(opts.user.as_ref(), opts.group.as_ref())?;
         if !host.load() {
             return Ok(None);
@@ -221,6 +226,9 @@ impl ProcessSetup {
         let reopen: ReopenLogs = Arc::new(move || {
             if let Err(e) = daemon::reopen_logs(outlog.as_deref(), errlog.as_deref()) {
                 error!("cannot reopen log files: {e}");
+            }
+            if let Err(e) = access::reopen(|p| daemon::open_log_file(p, None)) {
+                error!("cannot reopen the access log: {e}");
             }
         });
         let watch_script = if spawned {
@@ -236,6 +244,22 @@ impl ProcessSetup {
             listen: listener.to_string(),
         }))
     }
+}
+
+/// Opens the access log as root, before the privilege drop (a file is created 0640 for
+/// `user`, like the other logs, so the process can reopen it after the drop).
+fn open_access_log(opts: &Options) -> io::Result<()> {
+    let Some(path) = &opts.access_log else {
+        return Ok(());
+    };
+    let target = if path.as_os_str() == "-" {
+        access::Target::Stderr
+    } else {
+        let owner = daemon::target_ids(opts.user.as_ref(), opts.group.as_ref());
+        access::Target::File(path.clone(), daemon::open_log_file(path, owner)?)
+    };
+    access::install(target, opts.access_log_format.clone(), opts.log_json);
+    Ok(())
 }
 
 /// Opens `outlog`/`errlog` (as root, before the drop, owned by the target user) and points

@@ -16,6 +16,7 @@ use crate::listener::IpNet;
 pub use board::Restart;
 use board::{now_us, Board, RowState};
 use ferrocgi_proto::{Params, ResponseHead};
+pub(crate) use render::{civil_from_days, clf_time};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};

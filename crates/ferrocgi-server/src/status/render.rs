@@ -93,7 +93,7 @@ fn refresh(query: &str) -> u64 {
 }
 
 /// php-fpm's date layout: `05/Dec/2026:15:24:05 +0000` (UTC).
-fn clf_time(us: u64) -> String {
+pub(crate) fn clf_time(us: u64) -> String {
     let secs = us / 1_000_000;
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
@@ -111,7 +111,7 @@ fn clf_time(us: u64) -> String {
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (the "days from civil"
 /// algorithm run backwards; no date crate is needed for one format).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
+pub(crate) fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);
