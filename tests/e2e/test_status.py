@@ -5,6 +5,8 @@ through nginx with kept-alive connections."""
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from support import harness, phpfpm, procfs
-from support.proc_server import fcgi_json, ferrocgi, http_get, prefork
+from support.proc_server import Server, fcgi_json, ferrocgi, http_get, prefork
 from support.procfs import eventually
 
 STATUS = ["status_path=/status", "ping_path=/ping"]
@@ -150,19 +152,28 @@ def test_status_through_nginx_keeps_its_upstream_connection(rundir: Path) -> Non
             assert server.backend.accepted() - before <= 1, "one kept-alive upstream connection"
 
 
+def restarts(address: tuple[str, int] | str, reason: str) -> int:
+    page = phpfpm.parse_text(phpfpm.fetch(address, "/status").body.decode())
+    return int(page.pool[f"restarts {reason}"])
+
+
 def test_restarts_are_counted_by_reason(rundir: Path) -> None:
     words = prefork("maxchildren=2", "minspare=1", "maxspare=2", "maxrequests=2", *STATUS)
-    with ferrocgi(rundir, words) as server:
+    with ferrocgi(rundir, words, name="maxrequests") as server:
         for _ in range(6):
             fcgi_json(server.address)
         eventually(
-            "maxrequests restarts counted",
-            lambda: (
-                int(
-                    phpfpm.parse_text(phpfpm.fetch(server.address, "/status").body.decode()).pool[
-                        "restarts maxrequests"
-                    ]
-                )
-                >= 2
-            ),
+            "maxrequests restarts counted", lambda: restarts(server.address, "maxrequests") >= 2
         )
+        assert restarts(server.address, "crash") == 0
+    words = prefork("maxchildren=2", "minspare=1", "maxspare=2", "max_rss=64M", *STATUS)
+    with ferrocgi(rundir, words, name="max_rss") as server:
+        assert fcgi_json(server.address, "/app/hog", "mb=96")["held_mb"] == 96
+        eventually("a max_rss restart counted", lambda: restarts(server.address, "max_rss") == 1)
+        os_kill_one_worker(server)
+        eventually("a crash counted", lambda: restarts(server.address, "crash") == 1)
+
+
+def os_kill_one_worker(server: Server) -> None:
+    eventually("a worker to kill", lambda: bool(server.workers()))
+    os.kill(server.workers()[0], signal.SIGKILL)

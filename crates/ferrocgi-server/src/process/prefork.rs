@@ -476,6 +476,12 @@ impl<'s> Supervisor<'s> {
             .filter(|w| matches!(w.state, State::Idle | State::Starting))
             .count();
         let total = current.count();
+        let busy = self
+            .workers
+            .iter()
+            .filter(|w| w.state == State::Busy)
+            .count();
+        crate::status::saw_active(busy);
         // php-fpm's "max children reached": counted once each time the pool fills up.
         let full = idle == 0 && total >= self.spares.max_children;
         if full && !self.at_max {

@@ -82,30 +82,83 @@ impl RowState {
     }
 }
 
-/// The pool's counters.
+/// A process's request counts. Each process writes only its own block (no cache line is
+/// shared between processes on a request's path); the page sums them, and the supervisor
+/// folds a reaped worker's block into [`Header::retired`].
 #[repr(C)]
 #[derive(Default)]
-pub(crate) struct Header {
+pub(crate) struct Counters {
     pub(crate) accepted: AtomicU64,
-    pub(crate) max_listen_queue: AtomicU64,
-    pub(crate) active: AtomicI64,
-    pub(crate) max_active: AtomicU64,
-    pub(crate) max_children_reached: AtomicU64,
-    pub(crate) slow: AtomicU64,
-    pub(crate) timeouts: AtomicU64,
+    /// Requests started and not ended.
+    pub(crate) in_flight: AtomicI64,
     /// Responses by status class: `[0]` other, `[1]`..`[5]` 1xx..5xx.
     pub(crate) by_class: [AtomicU64; 6],
     pub(crate) failed: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) conns_open: AtomicI64,
-    /// Requests started and not ended, in every process.
-    pub(crate) in_flight: AtomicI64,
-    /// Indexed by `Restart as usize`.
-    pub(crate) restarts: [AtomicU64; 5],
     /// Not cumulative: `[i]` counts durations in `(BUCKETS_US[i-1], BUCKETS_US[i]]`.
     pub(crate) buckets: [AtomicU64; BUCKETS_US.len() + 1],
     pub(crate) duration_sum_us: AtomicU64,
+}
+
+impl Counters {
+    /// A request ended with this status (0: none was sent) after this long.
+    pub(crate) fn ended(&self, status: u16, ok: bool, duration_us: u64) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let class = match status / 100 {
+            c @ 1..=5 => c as usize,
+            _ => 0,
+        };
+        self.by_class[class].fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        let b = BUCKETS_US
+            .iter()
+            .position(|&le| duration_us <= le)
+            .unwrap_or(BUCKETS_US.len());
+        self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        self.duration_sum_us
+            .fetch_add(duration_us, Ordering::Relaxed);
+    }
+
+    /// The monotonic counts, in one list (for summing and folding).
+    fn totals(&self) -> impl Iterator<Item = &AtomicU64> {
+        [
+            &self.accepted,
+            &self.failed,
+            &self.bytes_in,
+            &self.bytes_out,
+        ]
+        .into_iter()
+        .chain(&self.by_class)
+        .chain(&self.buckets)
+        .chain([&self.duration_sum_us])
+    }
+
+    /// Adds `other`'s monotonic counts to these, and zeroes `other`'s (a reaped worker's).
+    pub(crate) fn fold(&self, other: &Counters) {
+        for (mine, theirs) in self.totals().zip(other.totals()) {
+            mine.fetch_add(theirs.swap(0, Ordering::Relaxed), Ordering::Relaxed);
+        }
+        other.in_flight.store(0, Ordering::Relaxed);
+        other.conns_open.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The pool's own counts, and what reaped workers counted.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct Header {
+    pub(crate) max_listen_queue: AtomicU64,
+    pub(crate) max_active: AtomicU64,
+    pub(crate) max_children_reached: AtomicU64,
+    pub(crate) slow: AtomicU64,
+    pub(crate) timeouts: AtomicU64,
+    /// Indexed by `Restart as usize`.
+    pub(crate) restarts: [AtomicU64; 5],
+    pub(crate) retired: Counters,
 }
 
 /// One worker: a prefork process or an application thread.
@@ -122,9 +175,10 @@ pub(crate) struct Row {
     req_start_us: AtomicU64,
     req_duration_us: AtomicU64,
     content_length: AtomicU64,
-    last_cpu_us: AtomicU64,
-    last_memory: AtomicU64,
-    cpu_mark_us: AtomicU64,
+    /// The page's last look at this worker: its CPU time then (clock ticks) and when (µs),
+    /// for "last request cpu" as the CPU use between two looks.
+    seen_cpu_ticks: AtomicU64,
+    seen_at_us: AtomicU64,
     method: [AtomicU64; METHOD_WORDS],
     uri_len: AtomicU64,
     uri: [AtomicU64; URI_WORDS],
@@ -140,8 +194,6 @@ pub(crate) struct RowView {
     pub(crate) req_start_us: u64,
     pub(crate) req_duration_us: u64,
     pub(crate) content_length: u64,
-    pub(crate) last_cpu_us: u64,
-    pub(crate) last_memory: u64,
     pub(crate) method: String,
     pub(crate) uri: String,
 }
@@ -211,8 +263,8 @@ impl Row {
             }
             for f in [
                 &r.content_length,
-                &r.last_cpu_us,
-                &r.last_memory,
+                &r.seen_cpu_ticks,
+                &r.seen_at_us,
                 &r.uri_len,
             ] {
                 f.store(0, Ordering::Relaxed);
@@ -263,10 +315,9 @@ impl Row {
         was_idle
     }
 
-    /// The request started by [`Row::begin`] ended; true if the worker is idle now.
-    /// `cpu_us`: the CPU time of the worker so far (the request's is the difference from the
-    /// last mark); `memory`: its peak resident memory.
-    pub(crate) fn end(&self, duration_us: u64, cpu_us: u64, memory: u64) -> bool {
+    /// The request started by [`Row::begin`] ended after `duration_us`; true if the worker is
+    /// idle now.
+    pub(crate) fn end(&self, duration_us: u64) -> bool {
         let mut idle = false;
         self.write(|r| {
             idle = r.active.fetch_sub(1, Ordering::Relaxed) == 1;
@@ -276,17 +327,19 @@ impl Row {
             r.requests.fetch_add(1, Ordering::Relaxed);
             r.req_duration_us
                 .store(duration_us.max(1), Ordering::Relaxed);
-            let mark = r.cpu_mark_us.swap(cpu_us, Ordering::Relaxed);
-            r.last_cpu_us
-                .store(cpu_us.saturating_sub(mark), Ordering::Relaxed);
-            r.last_memory.store(memory, Ordering::Relaxed);
         });
         idle
     }
 
-    /// Sets the CPU mark a request's CPU time counts from.
-    pub(crate) fn mark_cpu(&self, cpu_us: u64) {
-        self.cpu_mark_us.store(cpu_us, Ordering::Relaxed);
+    /// The CPU use (% of one core) since the page last looked, given the worker's CPU time
+    /// now (clock ticks); remembers this look.
+    pub(crate) fn cpu_since_last_look(&self, ticks: u64, now_us: u64, tick_us: u64) -> f64 {
+        let before = self.seen_cpu_ticks.swap(ticks, Ordering::Relaxed);
+        let at = self.seen_at_us.swap(now_us, Ordering::Relaxed);
+        if at == 0 || now_us <= at || ticks < before {
+            return 0.0;
+        }
+        (ticks - before) as f64 * tick_us as f64 * 100.0 / (now_us - at) as f64
     }
 
     /// A consistent copy (retried while a writer is busy; after many tries, what was read).
@@ -316,51 +369,18 @@ impl Row {
             req_start_us: get(&self.req_start_us),
             req_duration_us: get(&self.req_duration_us),
             content_length: get(&self.content_length),
-            last_cpu_us: get(&self.last_cpu_us),
-            last_memory: get(&self.last_memory),
             method: method.trim_end_matches('\0').to_owned(),
             uri: load_bytes(&self.uri, uri_len),
         }
     }
 }
 
-impl Header {
-    /// A worker became active (+1) or idle (-1).
-    pub(crate) fn active_changed(&self, up: bool) {
-        if up {
-            let now = self.active.fetch_add(1, Ordering::Relaxed) + 1;
-            self.max_active
-                .fetch_max(now.max(0) as u64, Ordering::Relaxed);
-        } else {
-            self.active.fetch_sub(1, Ordering::Relaxed);
-        }
-    }
-
-    /// A request ended with this status (0: none was sent) after this long.
-    pub(crate) fn ended(&self, status: u16, ok: bool, duration_us: u64) {
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        let class = match status / 100 {
-            c @ 1..=5 => c as usize,
-            _ => 0,
-        };
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
-        if !ok {
-            self.failed.fetch_add(1, Ordering::Relaxed);
-        }
-        let b = BUCKETS_US
-            .iter()
-            .position(|&le| duration_us <= le)
-            .unwrap_or(BUCKETS_US.len());
-        self.buckets[b].fetch_add(1, Ordering::Relaxed);
-        self.duration_sum_us
-            .fetch_add(duration_us, Ordering::Relaxed);
-    }
-}
-
-/// The shared mapping: a [`Header`], then the rows.
+/// The shared mapping: a [`Header`], the rows, then one [`Counters`] block per row (a prefork
+/// worker uses its row's; a threaded process the first).
 pub(crate) struct Board {
     pub(crate) header: &'static Header,
     pub(crate) rows: &'static [Row],
+    pub(crate) counters: &'static [Counters],
     pub(crate) start_us: u64,
 }
 
@@ -370,7 +390,8 @@ impl Board {
         use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
         let rows = rows.max(1);
         let head = std::mem::size_of::<Header>();
-        let len = head + rows * std::mem::size_of::<Row>();
+        let rows_len = rows * std::mem::size_of::<Row>();
+        let len = head + rows_len + rows * std::mem::size_of::<Counters>();
         let len = std::num::NonZeroUsize::new(len).expect("a board is never empty");
         // SAFETY: a fresh anonymous mapping, not aliased by anything; it is never unmapped, so
         // the references made from it are valid for the rest of the process.
@@ -386,17 +407,19 @@ impl Board {
         let base = base.as_ptr().cast::<u8>();
         // SAFETY: the mapping is zero-filled, page-aligned and `len` bytes long; every field
         // of `Header` and `Row` is an atomic integer, for which all-zero bytes are a valid
-        // value, and `Header`'s size keeps the rows 8-byte aligned (both are repr(C) structs
-        // of 8-byte atomics).
-        let (header, rows) = unsafe {
+        // value, and the sizes keep every part 8-byte aligned (all are repr(C) structs of
+        // 8-byte atomics).
+        let (header, rows, counters) = unsafe {
             (
                 &*base.cast::<Header>(),
                 std::slice::from_raw_parts(base.add(head).cast::<Row>(), rows),
+                std::slice::from_raw_parts(base.add(head + rows_len).cast::<Counters>(), rows),
             )
         };
         Ok(Board {
             header,
             rows,
+            counters,
             start_us: now_us(),
         })
     }
@@ -427,15 +450,11 @@ mod tests {
         );
         assert_eq!(v.uri.len(), URI_WORDS * 8);
         assert!(long.starts_with(&v.uri));
-        assert!(row.end(1500, 300, 4096));
+        assert!(row.end(1500));
         let v = row.read();
         assert_eq!(
-            (v.state, v.requests, v.req_duration_us),
-            (Some(RowState::Idle), 1, 1500)
-        );
-        assert_eq!(
-            (v.last_cpu_us, v.last_memory, v.content_length),
-            (300, 4096, 5)
+            (v.state, v.requests, v.req_duration_us, v.content_length),
+            (Some(RowState::Idle), 1, 1500, 5)
         );
     }
 
@@ -458,7 +477,7 @@ mod tests {
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 board.rows[i].begin(b"GET", b"/from-child", 0);
-                board.header.accepted.fetch_add(3, Ordering::Relaxed);
+                board.counters[0].accepted.fetch_add(3, Ordering::Relaxed);
                 // SAFETY: _exit ends the child without running the parent's destructors.
                 unsafe { libc::_exit(0) };
             }
@@ -467,24 +486,40 @@ mod tests {
             }
         }
         assert_eq!(board.rows[i].read().uri, "/from-child");
-        assert_eq!(board.header.accepted.load(Ordering::Relaxed), 3);
+        assert_eq!(board.counters[0].accepted.load(Ordering::Relaxed), 3);
     }
 
     #[test]
-    fn durations_land_in_their_bucket() {
+    fn durations_land_in_their_bucket_and_fold_into_the_retired_counts() {
         let board = Board::map(1).unwrap();
-        board.header.ended(200, true, 5_000);
-        board.header.ended(503, true, 20_000_000);
-        board.header.ended(0, false, 7_000);
-        let b: Vec<u64> = board
-            .header
+        let c = &board.counters[0];
+        c.ended(200, true, 5_000);
+        c.ended(503, true, 20_000_000);
+        c.ended(0, false, 7_000);
+        let b: Vec<u64> = c
             .buckets
             .iter()
             .map(|b| b.load(Ordering::Relaxed))
             .collect();
         assert_eq!((b[0], b[1], b[BUCKETS_US.len()]), (1, 1, 1));
-        assert_eq!(board.header.by_class[2].load(Ordering::Relaxed), 1);
-        assert_eq!(board.header.by_class[5].load(Ordering::Relaxed), 1);
-        assert_eq!(board.header.failed.load(Ordering::Relaxed), 1);
+        assert_eq!(c.by_class[2].load(Ordering::Relaxed), 1);
+        assert_eq!(c.by_class[5].load(Ordering::Relaxed), 1);
+        assert_eq!(c.failed.load(Ordering::Relaxed), 1);
+        board.header.retired.fold(c);
+        assert_eq!(board.header.retired.by_class[5].load(Ordering::Relaxed), 1);
+        assert_eq!(c.by_class[5].load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn cpu_use_is_measured_between_two_looks() {
+        let board = Board::map(1).unwrap();
+        let row = &board.rows[board.claim(1).unwrap()];
+        assert_eq!(
+            row.cpu_since_last_look(100, 1_000_000, 10_000),
+            0.0,
+            "first look"
+        );
+        // 50 ticks of 10 ms in 1 s: half a core.
+        assert_eq!(row.cpu_since_last_look(150, 2_000_000, 10_000), 50.0);
     }
 }

@@ -85,6 +85,10 @@ impl Global {
 static GLOBAL: OnceLock<Global> = OnceLock::new();
 /// This process's row (prefork worker, or the one row); `usize::MAX`: none.
 static MY_ROW: AtomicUsize = AtomicUsize::new(usize::MAX);
+/// This process's [`board::Counters`] block: its row's under prefork, else the first.
+static MY_COUNTERS: AtomicUsize = AtomicUsize::new(0);
+/// Application threads busy in this process (threaded), for `max active processes`.
+static BUSY_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 fn global() -> Option<&'static Global> {
     GLOBAL.get()
@@ -139,8 +143,8 @@ pub(crate) fn enter_row(row: Option<usize>) {
         return;
     };
     g.board.rows[i].claim(std::process::id().into());
-    g.board.rows[i].mark_cpu(usage(Who::Process).0);
     MY_ROW.store(i, Ordering::Relaxed);
+    MY_COUNTERS.store(i, Ordering::Relaxed);
 }
 
 /// The supervisor reaped the worker of `row`; counts its restart (`crashed`: it died without
@@ -149,6 +153,7 @@ pub(crate) fn release_row(row: Option<usize>, crashed: bool) {
     let (Some(g), Some(i)) = (global(), row) else {
         return;
     };
+    g.board.header.retired.fold(&g.board.counters[i]);
     let why = g.board.rows[i].free().or(crashed.then_some(Restart::Crash));
     if let Some(why) = why {
         g.board.header.restarts[why as usize].fetch_add(1, Ordering::Relaxed);
@@ -179,6 +184,17 @@ pub(crate) fn max_children_reached() {
     }
 }
 
+/// `n` workers are busy now (the supervisor's count, or this process's threads): the most
+/// seen is `max active processes`.
+pub(crate) fn saw_active(n: usize) {
+    let Some(g) = global() else { return };
+    let max = &g.board.header.max_active;
+    // Read first: the shared line is written only when the maximum grows.
+    if n as u64 > max.load(Ordering::Relaxed) {
+        max.fetch_max(n as u64, Ordering::Relaxed);
+    }
+}
+
 /// A request ran past `slow_request` (the host's watchdog says so).
 pub fn slow_request() {
     if let Some(g) = global() {
@@ -197,24 +213,9 @@ fn my_row(g: &Global) -> Option<&'static board::Row> {
     g.board.rows.get(MY_ROW.load(Ordering::Relaxed))
 }
 
-#[derive(Clone, Copy)]
-enum Who {
-    Process,
-    Thread,
-}
-
-/// CPU time used (µs) and peak resident memory (bytes) of this process or thread.
-fn usage(who: Who) -> (u64, u64) {
-    let whom = match who {
-        Who::Process => nix::sys::resource::UsageWho::RUSAGE_SELF,
-        Who::Thread => nix::sys::resource::UsageWho::RUSAGE_THREAD,
-    };
-    let Ok(u) = nix::sys::resource::getrusage(whom) else {
-        return (0, 0);
-    };
-    let us = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1_000_000 + t.tv_usec() as u64;
-    let cpu = us(u.user_time()) + us(u.system_time());
-    (cpu, u.max_rss().max(0) as u64 * 1024)
+fn my_counters(g: &Global) -> &'static board::Counters {
+    let i = MY_COUNTERS.load(Ordering::Relaxed);
+    &g.board.counters[i.min(g.board.counters.len() - 1)]
 }
 
 fn request_line(params: &Params) -> (&[u8], &[u8]) {
@@ -245,15 +246,14 @@ pub(crate) struct Seen {
 /// A request starts: counted, and marked on this process's row where the loop marks rows.
 pub(crate) fn started(params: &Params) -> Option<Seen> {
     let g = global()?;
-    let h = g.board.header;
-    h.accepted.fetch_add(1, Ordering::Relaxed);
-    h.in_flight.fetch_add(1, Ordering::Relaxed);
+    let c = my_counters(g);
+    c.accepted.fetch_add(1, Ordering::Relaxed);
+    c.in_flight.fetch_add(1, Ordering::Relaxed);
     let row = (g.rows() != Rows::Threads).then(|| my_row(g)).flatten();
     if let Some(row) = row {
         let (method, uri) = request_line(params);
-        row.mark_cpu(usage(Who::Process).0);
-        if row.begin(method, uri, content_length(params)) {
-            h.active_changed(true);
+        if row.begin(method, uri, content_length(params)) && g.rows() == Rows::One {
+            saw_active(1);
         }
     }
     Some(Seen {
@@ -268,11 +268,10 @@ impl Drop for Seen {
     fn drop(&mut self) {
         let Some(g) = global() else { return };
         let us = self.start.elapsed().as_micros() as u64;
-        g.board.header.ended(self.status, self.ok, us);
+        my_counters(g).ended(self.status, self.ok, us);
         if self.marked_row {
-            let (cpu, mem) = usage(Who::Process);
-            if my_row(g).is_some_and(|row| row.end(us, cpu, mem)) {
-                g.board.header.active_changed(false);
+            if let Some(row) = my_row(g) {
+                row.end(us);
             }
         }
     }
@@ -281,8 +280,7 @@ impl Drop for Seen {
 /// Request body bytes received.
 pub(crate) fn bytes_in(n: usize) {
     if let Some(g) = global() {
-        g.board
-            .header
+        my_counters(g)
             .bytes_in
             .fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -291,8 +289,7 @@ pub(crate) fn bytes_in(n: usize) {
 /// Response body bytes sent.
 pub(crate) fn bytes_out(n: usize) {
     if let Some(g) = global() {
-        g.board
-            .header
+        my_counters(g)
             .bytes_out
             .fetch_add(n as u64, Ordering::Relaxed);
     }
@@ -302,7 +299,7 @@ pub(crate) fn bytes_out(n: usize) {
 pub(crate) fn connection(open: bool) {
     if let Some(g) = global() {
         let d = if open { 1 } else { -1 };
-        g.board.header.conns_open.fetch_add(d, Ordering::Relaxed);
+        my_counters(g).conns_open.fetch_add(d, Ordering::Relaxed);
     }
 }
 
@@ -321,10 +318,9 @@ pub fn thread_busy(index: usize, params: &Params) -> Option<Busy> {
     if row.is_free() {
         row.claim(nix::unistd::gettid().as_raw() as u64);
     }
-    row.mark_cpu(usage(Who::Thread).0);
     let (method, uri) = request_line(params);
     if row.begin(method, uri, content_length(params)) {
-        g.board.header.active_changed(true);
+        saw_active(BUSY_THREADS.fetch_add(1, Ordering::Relaxed) + 1);
     }
     Some(Busy {
         row,
@@ -334,13 +330,8 @@ pub fn thread_busy(index: usize, params: &Params) -> Option<Busy> {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let (cpu, _) = usage(Who::Thread);
-        let (_, mem) = usage(Who::Process);
-        let us = self.start.elapsed().as_micros() as u64;
-        if self.row.end(us, cpu, mem) {
-            if let Some(g) = global() {
-                g.board.header.active_changed(false);
-            }
+        if self.row.end(self.start.elapsed().as_micros() as u64) {
+            BUSY_THREADS.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -456,37 +447,83 @@ fn rss_of(pid: u64) -> Option<u64> {
     Some(pages * 4096)
 }
 
+/// A process's peak resident memory (VmHWM), bytes.
+fn peak_rss_of(pid: u64) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// CPU time (user + system, clock ticks) of the process or thread at `/proc/…/stat`.
+fn cpu_ticks(stat_path: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(stat_path).ok()?;
+    // Fields after the command name (which may hold spaces): utime and stime are 12th, 13th.
+    let mut f = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    Some(f.next()?.parse::<u64>().ok()? + f.next()?.parse::<u64>().ok()?)
+}
+
+fn tick_us() -> u64 {
+    // SAFETY: sysconf reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    1_000_000 / u64::try_from(hz).ok().filter(|h| *h > 0).unwrap_or(100)
+}
+
+/// Sums a count over the live processes' blocks and the reaped workers'.
+fn total(g: &Global, f: impl Fn(&board::Counters) -> &std::sync::atomic::AtomicU64) -> u64 {
+    let live: u64 = g
+        .board
+        .counters
+        .iter()
+        .map(|c| f(c).load(Ordering::Relaxed))
+        .sum();
+    live + f(&g.board.header.retired).load(Ordering::Relaxed)
+}
+
+fn gauge(g: &Global, f: impl Fn(&board::Counters) -> &std::sync::atomic::AtomicI64) -> u64 {
+    let n: i64 = g
+        .board
+        .counters
+        .iter()
+        .map(|c| f(c).load(Ordering::Relaxed))
+        .sum();
+    n.max(0) as u64
+}
+
+/// A row and what /proc says of its worker now.
+fn worker(g: &Global, i: usize, row: board::RowView, now: u64, tick: u64) -> render::Worker {
+    let pid = u64::from(std::process::id());
+    let (proc_pid, stat) = if g.rows() == Rows::Threads {
+        (pid, format!("/proc/{pid}/task/{}/stat", row.pid))
+    } else {
+        (row.pid, format!("/proc/{}/stat", row.pid))
+    };
+    let cpu = cpu_ticks(&stat).map_or(0.0, |t| g.board.rows[i].cpu_since_last_look(t, now, tick));
+    render::Worker {
+        rss: rss_of(proc_pid).unwrap_or(0),
+        peak_rss: peak_rss_of(proc_pid).unwrap_or(0),
+        cpu,
+        row,
+    }
+}
+
 fn snapshot(g: &Global) -> render::Snapshot {
     let h = g.board.header;
     let get = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let (queue, queue_len) =
         listen_queue(g.pool.listen_fd).unwrap_or((0, g.pool.backlog.max(0) as u64));
     h.max_listen_queue.fetch_max(queue, Ordering::Relaxed);
-    let threaded_pid = u64::from(std::process::id());
-    let rows: Vec<render::Worker> = g
-        .board
-        .rows
-        .iter()
-        .map(|r| r.read())
-        .filter(|r| r.state.is_some_and(|s| s != RowState::Free))
-        .map(|r| {
-            let of = if g.rows() == Rows::Threads {
-                threaded_pid
-            } else {
-                r.pid
-            };
-            render::Worker {
-                rss: rss_of(of).unwrap_or(0),
-                row: r,
-            }
-        })
+    let (now, tick) = (now_us(), tick_us());
+    let workers: Vec<render::Worker> = (g.board.rows.iter().map(board::Row::read).enumerate())
+        .filter(|(_, r)| r.state.is_some_and(|s| s != RowState::Free))
+        .map(|(i, r)| worker(g, i, r, now, tick))
         .collect();
     render::Snapshot {
         pool: g.pool.name.clone(),
         manager: g.pool.manager,
         start_us: g.board.start_us,
-        now_us: now_us(),
-        accepted: get(&h.accepted),
+        now_us: now,
+        accepted: total(g, |c| &c.accepted),
         listen_queue: queue,
         max_listen_queue: get(&h.max_listen_queue),
         listen_queue_len: queue_len,
@@ -495,15 +532,15 @@ fn snapshot(g: &Global) -> render::Snapshot {
         max_children_reached: get(&h.max_children_reached),
         slow: get(&h.slow),
         timeouts: get(&h.timeouts),
-        by_class: std::array::from_fn(|i| get(&h.by_class[i])),
-        failed: get(&h.failed),
-        bytes_in: get(&h.bytes_in),
-        bytes_out: get(&h.bytes_out),
-        conns_open: h.conns_open.load(Ordering::Relaxed).max(0) as u64,
-        in_flight: h.in_flight.load(Ordering::Relaxed).max(0) as u64,
+        by_class: std::array::from_fn(|i| total(g, |c| &c.by_class[i])),
+        failed: total(g, |c| &c.failed),
+        bytes_in: total(g, |c| &c.bytes_in),
+        bytes_out: total(g, |c| &c.bytes_out),
+        conns_open: gauge(g, |c| &c.conns_open),
+        in_flight: gauge(g, |c| &c.in_flight),
         restarts: Restart::ALL.map(|r| (r.name(), get(&h.restarts[r as usize]))),
-        buckets: std::array::from_fn(|i| get(&h.buckets[i])),
-        duration_sum_us: get(&h.duration_sum_us),
-        workers: rows,
+        buckets: std::array::from_fn(|i| total(g, |c| &c.buckets[i])),
+        duration_sum_us: total(g, |c| &c.duration_sum_us),
+        workers,
     }
 }

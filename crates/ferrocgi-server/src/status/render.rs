@@ -6,10 +6,13 @@ use super::board::{RowState, RowView, BUCKETS_US};
 use serde_json::{json, Map, Value};
 use std::fmt::Write;
 
-/// A worker row and its resident memory now.
+/// A worker row, and what /proc says of it now: its process's resident memory and peak, and
+/// its CPU use since the page's previous look (% of one core).
 pub(crate) struct Worker {
     pub(crate) row: RowView,
     pub(crate) rss: u64,
+    pub(crate) peak_rss: u64,
+    pub(crate) cpu: f64,
 }
 
 /// Everything a page shows, read at one moment.
@@ -181,11 +184,7 @@ fn worker_fields(s: &Snapshot, w: &Worker) -> Vec<(&'static str, Value)> {
     } else {
         r.req_duration_us
     };
-    let cpu = if running || r.req_duration_us == 0 {
-        0.0
-    } else {
-        (r.last_cpu_us as f64 * 100.0 / r.req_duration_us as f64 * 100.0).round() / 100.0
-    };
+    let cpu = (w.cpu * 100.0).round() / 100.0;
     let (method, uri) = if r.req_start_us == 0 {
         ("-".to_owned(), "-".to_owned())
     } else {
@@ -204,10 +203,7 @@ fn worker_fields(s: &Snapshot, w: &Worker) -> Vec<(&'static str, Value)> {
         ("user", json!("-")),
         ("script", json!("-")),
         ("last request cpu", json!(cpu)),
-        (
-            "last request memory",
-            json!(if running { 0 } else { r.last_memory }),
-        ),
+        ("last request memory", json!(w.peak_rss)),
         ("rss", json!(w.rss)),
     ]
 }
