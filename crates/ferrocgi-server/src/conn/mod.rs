@@ -46,6 +46,10 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     /// Holds back a partial segment until the close, so the last response bytes and the FIN
     /// travel in one segment (TCP only).
     fn cork(&self) {}
+    /// True when nothing the peer sent is waiting unread (a non-blocking look).
+    fn nothing_unread(&self) -> bool {
+        false
+    }
 }
 
 impl Transport for tokio::net::TcpStream {
@@ -55,9 +59,16 @@ impl Transport for tokio::net::TcpStream {
     fn cork(&self) {
         let _ = socket2::SockRef::from(self).set_tcp_cork(true);
     }
+    fn nothing_unread(&self) -> bool {
+        matches!(self.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
 }
 
-impl Transport for tokio::net::UnixStream {}
+impl Transport for tokio::net::UnixStream {
+    fn nothing_unread(&self) -> bool {
+        matches!(self.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+    }
+}
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Transport for tokio::io::Join<R, W> {}
 
@@ -619,9 +630,16 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
         // A reset, not a clean close: SCGI has no end marker (a close *is* the normal end), and
         // lighttpd completes a buffered FastCGI response on a clean close without END_REQUEST.
         let reset = self.broken;
+        // The peer said all it had to say (SCGI after its body) and nothing is left unread: a
+        // plain close ends the connection without a reset, and waiting for the peer's own close
+        // (a wake-up and two system calls per connection) buys nothing.
+        let quiet = !self.codec.expects_input() && self.rbuf.is_empty() && self.unexpected == 0;
         drop(self);
         if reset {
             stream.reset_on_close();
+            return;
+        }
+        if quiet && stream.nothing_unread() {
             return;
         }
         // Lingering close: say we are done, then read what the front end still sends until it

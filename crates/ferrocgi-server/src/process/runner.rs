@@ -94,11 +94,17 @@ fn report_load(
         if (load.borrow_and_update().busy() > 0) != busy {
             busy = !busy;
             report(Some(reporter), if busy { b'B' } else { b'I' });
-            // Changes meanwhile are seen (and the latest reported) after the pause.
-            std::thread::sleep(REPORT_EVERY);
-            continue;
         }
-        // Waiting for a change needs no driver: any runtime flavour can run this here.
+        // One look per pause: a busy worker changes its load several times per request, and
+        // waking this thread for each change cost more than the request's own work. Changes
+        // meanwhile are seen (and the latest reported) after the pause.
+        std::thread::sleep(REPORT_EVERY);
+        match load.has_changed() {
+            Ok(true) => continue,
+            Ok(false) => {}
+            Err(_) => return,
+        }
+        // Quiet: wait for the next change (no driver needed: any runtime flavour can run this).
         if rt.block_on(load.changed()).is_err() {
             return;
         }
