@@ -81,6 +81,22 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         ("www.example.com:80", "127.0.0.1:@PORT@"),
         ("scrape_interval: 15s", "scrape_interval: 1s\n    scrape_timeout: 1s"),
     ],
+    "caddy-prefix.Caddyfile": [
+        ("example.com {", "http://127.0.0.1:@PORT@ {"),
+        ("/run/mysite/mysite.sock", "@SOCKET@"),
+        ("/srv/mysite", "@SITE_DIR@"),
+    ],
+    "haproxy-prefix.cfg": [
+        ("bind :80", "bind 127.0.0.1:@PORT@"),
+        ("127.0.0.1:3033", "127.0.0.1:@FCGI_PORT@"),
+        ("/srv/mysite", "@SITE_DIR@"),
+    ],
+    "h2o-prefix.conf": [
+        ("listen: 80", "listen:\n  host: 127.0.0.1\n  port: @PORT@"),
+        ('"example.com":', "default:"),
+        ("/srv/mysite", "@SITE_DIR@"),
+        ("port: 3033", "port: @FCGI_PORT@"),
+    ],
     "h2o.conf": [
         ("listen: 80", "listen:\n  host: 127.0.0.1\n  port: @PORT@"),
         ('"example.com":', "default:"),

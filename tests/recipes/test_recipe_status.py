@@ -123,6 +123,15 @@ def test_ferrocgi_status_as_the_doc_writes_it(stack: Stack) -> None:
     assert re.search(r"^\s+\d+\s+(Idle|Running)\s", out.stdout, re.M), out.stdout
 
 
+def prom_ready(port: int) -> bool:
+    """Prometheus answers 503 until its storage is open: ``/-/ready`` says when."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 def prom_scalar(port: int, expr: str) -> float | None:
     url = f"http://127.0.0.1:{port}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     with urllib.request.urlopen(url, timeout=5) as r:
@@ -144,7 +153,7 @@ def test_prometheus_scrapes_with_the_doc_s_configuration(stack: Stack, rundir: P
         f"--web.listen-address=127.0.0.1:{port}",
     ]
     with harness.spawn("prometheus", argv, d) as proc:
-        harness.wait_until("prometheus", proc, lambda: harness.can_connect(("127.0.0.1", port)))
+        harness.wait_until("prometheus ready", proc, lambda: prom_ready(port), timeout=60)
         eventually("the target up", lambda: prom_scalar(port, 'up{job="mysite"}') == 1.0, 30)
         metric = 'ferrocgi_accepted_connections_total{job="mysite"}'
         eventually("the counter scraped", lambda: prom_scalar(port, metric) is not None, 15)

@@ -174,6 +174,40 @@ struct ReqState {
     access: Option<access::Line>,
 }
 
+impl ReqState {
+    /// The response's status, for the status page and the access log.
+    fn note_status(&mut self, status: u16) {
+        if let Some(seen) = &mut self.seen {
+            seen.status = status;
+        }
+        if let Some(line) = &mut self.access {
+            line.status = status;
+        }
+    }
+
+    /// Response body bytes went out.
+    fn note_body(&mut self, n: usize) {
+        status::bytes_out(n);
+        if let Some(line) = &mut self.access {
+            line.bytes_out += n as u64;
+        }
+    }
+
+    /// The response ended (`ok`: completely; `sent_500`: the loop answers 500 for it).
+    fn note_end(&mut self, ok: bool, sent_500: bool) {
+        if sent_500 {
+            self.note_status(500);
+        }
+        if let Some(seen) = &mut self.seen {
+            seen.ok = ok;
+        }
+        if let Some(line) = &mut self.access {
+            line.ok = ok;
+            line.queue_wait_us = self.shared.queue_wait_us();
+        }
+    }
+}
+
 /// One connection's state; see the module doc.
 struct Conn<'a, C, H> {
     codec: C,
@@ -977,19 +1011,11 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                     let h = ResponseHead::new(500, "Internal Server Error");
                     let _ = self.codec.head(id, &h, out);
                 }
-                if let Some(seen) = &mut self.reqs[i].seen {
-                    seen.status = head.status;
-                }
-                if let Some(line) = &mut self.reqs[i].access {
-                    line.status = head.status;
-                }
+                self.reqs[i].note_status(head.status);
                 self.reqs[i].started = true;
             }
             Part::Data(data) if !aborted && self.reqs[i].started => {
-                status::bytes_out(data.len());
-                if let Some(line) = &mut self.reqs[i].access {
-                    line.bytes_out += data.len() as u64;
-                }
+                self.reqs[i].note_body(data.len());
                 if data.len() >= SHARE_MIN {
                     self.codec.body_shared(id, data, out, &mut self.segs);
                 } else {
@@ -1000,44 +1026,36 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
                 warn!(peer = %self.peer, "application error output: {}",
                     String::from_utf8_lossy(&data).trim_end());
             }
-            Part::End | Part::Fail => {
-                let mut r = self.reqs.swap_remove(i);
-                let ok = matches!(part, Part::End);
-                let sent_500 = !r.started && !aborted;
-                if let Some(seen) = &mut r.seen {
-                    seen.ok = ok;
-                    if sent_500 {
-                        seen.status = 500;
-                    }
-                }
-                if let Some(line) = &mut r.access {
-                    line.ok = ok;
-                    line.queue_wait_us = r.shared.queue_wait_us();
-                    if sent_500 {
-                        line.status = 500;
-                    }
-                }
-                if r.started && !ok && !aborted {
-                    warn!(peer = %self.peer, protocol = %C::PROTOCOL,
-                        "response failed after its head was sent; closing the connection so the web server does not take it as complete");
-                    self.broken = true;
-                }
-                let close = if r.started || aborted {
-                    self.codec.end(id, ok || aborted, out)
-                } else {
-                    // Nothing was sent yet: the client still gets a well-formed answer.
-                    let h = ResponseHead::new(500, "Internal Server Error")
-                        .header("Content-Type", "text/plain");
-                    let _ = self.codec.head(id, &h, out);
-                    self.codec.body(id, b"Internal Server Error\n", out);
-                    self.codec.end(id, true, out)
-                };
-                self.close |= close;
-                if self.pending.as_ref().is_some_and(|(pid, _)| *pid == id) {
-                    self.pending = None;
-                }
-            }
+            Part::End | Part::Fail => self.end_request(i, matches!(part, Part::End), aborted),
             _ => {}
+        }
+    }
+
+    /// The response of `reqs[i]` ended (`ok`: completely): its end goes out (a 500 if nothing
+    /// was sent yet), and a response broken after its head closes the connection.
+    fn end_request(&mut self, i: usize, ok: bool, aborted: bool) {
+        let mut r = self.reqs.swap_remove(i);
+        let id = r.id;
+        r.note_end(ok, !r.started && !aborted);
+        if r.started && !ok && !aborted {
+            warn!(peer = %self.peer, protocol = %C::PROTOCOL,
+                "response failed after its head was sent; closing the connection so the web server does not take it as complete");
+            self.broken = true;
+        }
+        let out = &mut self.out;
+        let close = if r.started || aborted {
+            self.codec.end(id, ok || aborted, out)
+        } else {
+            // Nothing was sent yet: the client still gets a well-formed answer.
+            let h = ResponseHead::new(500, "Internal Server Error")
+                .header("Content-Type", "text/plain");
+            let _ = self.codec.head(id, &h, out);
+            self.codec.body(id, b"Internal Server Error\n", out);
+            self.codec.end(id, true, out)
+        };
+        self.close |= close;
+        if self.pending.as_ref().is_some_and(|(pid, _)| *pid == id) {
+            self.pending = None;
         }
     }
 }

@@ -270,10 +270,9 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# TYPE {name} {kind}\n# HELP {name} {help}");
 }
 
-fn openmetrics(s: &Snapshot) -> String {
-    let mut o = String::new();
-    let pool = label(&s.pool);
-    let gauges: [(&str, &str, u64); 9] = [
+/// The pool's gauges: name, help, value.
+fn pool_gauges(s: &Snapshot) -> [(&'static str, &'static str, u64); 9] {
+    [
         ("ferrocgi_up", "Whether the pool answered.", 1),
         (
             "ferrocgi_start_time_seconds",
@@ -315,19 +314,12 @@ fn openmetrics(s: &Snapshot) -> String {
             "Requests waiting for a worker inside the server.",
             s.waiting(),
         ),
-    ];
-    for (name, help, v) in gauges {
-        family(&mut o, name, "gauge", help);
-        let _ = writeln!(o, "{name}{{pool=\"{pool}\"}} {v}");
-    }
-    family(&mut o, "ferrocgi_processes", "gauge", "Workers by state.");
-    for (state, n) in [("idle", s.idle()), ("active", s.active())] {
-        let _ = writeln!(
-            o,
-            "ferrocgi_processes{{pool=\"{pool}\",state=\"{state}\"}} {n}"
-        );
-    }
-    let counters: [(&str, &str, u64); 7] = [
+    ]
+}
+
+/// The pool's counters: name, help, value.
+fn pool_counters(s: &Snapshot) -> [(&'static str, &'static str, u64); 7] {
+    [
         (
             "ferrocgi_accepted_connections",
             "Requests accepted (php-fpm's accepted conn).",
@@ -363,70 +355,111 @@ fn openmetrics(s: &Snapshot) -> String {
             "Response body bytes sent.",
             s.bytes_out,
         ),
-    ];
-    for (name, help, v) in counters {
-        family(&mut o, name, "counter", help);
-        let _ = writeln!(o, "{name}_total{{pool=\"{pool}\"}} {v}");
+    ]
+}
+
+/// A family with one label beside `pool`: its metadata, then a sample per `(label, value)`
+/// (a family's samples must follow its own metadata).
+struct Family<'a> {
+    name: &'a str,
+    kind: &'a str,
+    help: &'a str,
+    label: &'a str,
+}
+
+impl Family<'_> {
+    fn write(&self, o: &mut String, pool: &str, samples: impl Iterator<Item = (String, u64)>) {
+        family(o, self.name, self.kind, self.help);
+        let sample = if self.kind == "counter" {
+            format!("{}_total", self.name)
+        } else {
+            self.name.to_owned()
+        };
+        for (value, n) in samples {
+            let label = self.label;
+            let _ = writeln!(o, "{sample}{{pool=\"{pool}\",{label}=\"{value}\"}} {n}");
+        }
     }
-    family(
-        &mut o,
+}
+
+/// The families with one label beside `pool`: name, type, help, label.
+const FAMILIES: [(&str, &str, &str, &str); 5] = [
+    ("ferrocgi_processes", "gauge", "Workers by state.", "state"),
+    (
         "ferrocgi_responses",
         "counter",
         "Responses by status class.",
-    );
-    for (i, n) in s.by_class.iter().enumerate() {
-        let class = if i == 0 {
-            "other".to_owned()
-        } else {
-            format!("{i}xx")
-        };
-        let _ = writeln!(
-            o,
-            "ferrocgi_responses_total{{pool=\"{pool}\",class=\"{class}\"}} {n}"
-        );
-    }
-    family(
-        &mut o,
+        "class",
+    ),
+    (
         "ferrocgi_worker_restarts",
         "counter",
         "Workers replaced, by reason.",
-    );
-    for (why, n) in s.restarts {
-        let _ = writeln!(
-            o,
-            "ferrocgi_worker_restarts_total{{pool=\"{pool}\",reason=\"{why}\"}} {n}"
-        );
-    }
-    histogram(&mut o, s, &pool);
-    family(
-        &mut o,
+        "reason",
+    ),
+    (
         "ferrocgi_worker_rss_bytes",
         "gauge",
         "Resident memory of each worker.",
-    );
-    for w in &s.workers {
-        let pid = w.row.pid;
-        let _ = writeln!(
-            o,
-            "ferrocgi_worker_rss_bytes{{pool=\"{pool}\",pid=\"{pid}\"}} {}",
-            w.rss
-        );
-    }
-    // Each family's samples follow its own metadata (OpenMetrics requires it).
-    family(
-        &mut o,
+        "pid",
+    ),
+    (
         "ferrocgi_worker_requests",
         "counter",
         "Requests served by each worker.",
-    );
-    for w in &s.workers {
-        let pid = w.row.pid;
-        let n = w.row.requests;
-        let _ = writeln!(
-            o,
-            "ferrocgi_worker_requests_total{{pool=\"{pool}\",pid=\"{pid}\"}} {n}"
-        );
+        "pid",
+    ),
+];
+
+fn openmetrics(s: &Snapshot) -> String {
+    let mut o = String::new();
+    let pool = label(&s.pool);
+    for (name, help, v) in pool_gauges(s) {
+        family(&mut o, name, "gauge", help);
+        let _ = writeln!(o, "{name}{{pool=\"{pool}\"}} {v}");
     }
+    for (name, help, v) in pool_counters(s) {
+        family(&mut o, name, "counter", help);
+        let _ = writeln!(o, "{name}_total{{pool=\"{pool}\"}} {v}");
+    }
+    let by_state = [("idle", s.idle()), ("active", s.active())];
+    let families = FAMILIES.map(|(name, kind, help, label)| Family {
+        name,
+        kind,
+        help,
+        label,
+    });
+    let class = |i: usize| {
+        if i == 0 {
+            "other".to_owned()
+        } else {
+            format!("{i}xx")
+        }
+    };
+    let pid = |w: &Worker| w.row.pid.to_string();
+    let [states, classes, restarts, rss, requests] = &families;
+    states.write(
+        &mut o,
+        &pool,
+        by_state.iter().map(|(k, n)| (k.to_string(), *n as u64)),
+    );
+    classes.write(
+        &mut o,
+        &pool,
+        s.by_class.iter().enumerate().map(|(i, n)| (class(i), *n)),
+    );
+    restarts.write(
+        &mut o,
+        &pool,
+        s.restarts.iter().map(|(k, n)| (k.to_string(), *n)),
+    );
+    rss.write(&mut o, &pool, s.workers.iter().map(|w| (pid(w), w.rss)));
+    requests.write(
+        &mut o,
+        &pool,
+        s.workers.iter().map(|w| (pid(w), w.row.requests)),
+    );
+    histogram(&mut o, s, &pool);
     o.push_str("# EOF\n");
     o
 }
