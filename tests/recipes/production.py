@@ -97,6 +97,19 @@ REPLACEMENTS: dict[str, Sequence[tuple[str, str]]] = {
         ("/srv/mysite", "@SITE_DIR@"),
         ("port: 3033", "port: @FCGI_PORT@"),
     ],
+    "scaling-nginx.conf": [
+        ("listen 80;", "listen 127.0.0.1:@PORT@;"),
+        ("10.0.0.11:3033", "@HOST1@:3033"),
+        ("10.0.0.12:3033", "@HOST2@:3033"),
+        ("10.0.0.13:3033", "@HOST3@:3033"),
+    ],
+    "scaling-haproxy.cfg": [
+        ("bind :80", "bind 127.0.0.1:@PORT@"),
+        ("/srv/mysite", "@SITE_DIR@"),
+        ("10.0.0.11:3033", "@HOST1@:3033"),
+        ("10.0.0.12:3033", "@HOST2@:3033"),
+        ("10.0.0.13:3033", "@HOST3@:3033"),
+    ],
     "h2o.conf": [
         ("listen: 80", "listen:\n  host: 127.0.0.1\n  port: @PORT@"),
         ('"example.com":', "default:"),

@@ -115,6 +115,9 @@ impl<H: Handler> Server<H> {
         let how = accept_loop(&accept, &ctx, &conns, &stop_rx, gates, stop).await;
 
         info!(listen = %desc, "stopping: no new connections; finishing requests in flight");
+        if how == Stop::Close {
+            take_queued(&listener.sock, &ctx, &conns, &stop_rx);
+        }
         drop(accept);
         let kept = match how {
             Stop::Close | Stop::Retire => {
@@ -278,22 +281,83 @@ async fn accept_loop<H: Handler>(
                 continue;
             }
         };
-        if let Some(ip) = ip {
-            let allow = &ctx.config.allow_from;
-            if !allow.is_empty() && !allow.iter().any(|net| net.contains(ip)) {
-                refusals.refused(&peer);
-                continue;
-            }
+        if ip.is_some_and(|ip| !allowed(&ctx.config, ip)) {
+            refusals.refused(&peer);
+            continue;
         }
-        debug!("accepted connection from {peer}");
-        ctx.load.send_modify(|l| l.fresh += 1);
-        let ctx = ctx.clone();
-        let stop_rx = stop_rx.clone();
-        tokio::spawn(async move {
-            connection(stream, peer, ctx, stop_rx).await;
-            drop(permit);
-        });
+        spawn_connection(ctx, stream, peer, stop_rx, permit);
     }
+}
+
+/// Accepts the connections already queued on the socket before it is closed for good: the
+/// kernel resets them at the close, after the web server sent their requests (a front end does
+/// not retry a POST it sent; it does retry a refused connection). Each is served as a
+/// stopping connection: its request, then the close.
+fn take_queued<H: Handler>(
+    sock: &ListenSock,
+    ctx: &Arc<ServerCtx<H>>,
+    conns: &Arc<Semaphore>,
+    stop_rx: &watch::Receiver<Phase>,
+) {
+    let mut taken = 0;
+    loop {
+        let Ok(permit) = conns.clone().try_acquire_owned() else {
+            break; // max_connections: the rest wait in vain, as they would have anyway
+        };
+        let accepted = match sock {
+            ListenSock::Tcp(l) => l.accept().and_then(|(s, a)| {
+                s.set_nonblocking(true)?;
+                s.set_nodelay(true)?;
+                let s = tokio::net::TcpStream::from_std(s)?;
+                Ok((
+                    Stream::Tcp(s),
+                    Arc::<str>::from(a.to_string()),
+                    Some(a.ip()),
+                ))
+            }),
+            ListenSock::Unix(l) => l.accept().and_then(|(s, _)| {
+                s.set_nonblocking(true)?;
+                let s = tokio::net::UnixStream::from_std(s)?;
+                Ok((Stream::Unix(s), Arc::<str>::from("unix"), None))
+            }),
+        };
+        let Ok((stream, peer, ip)) = accepted else {
+            break; // WouldBlock: the queue is empty
+        };
+        if ip.is_some_and(|ip| !allowed(&ctx.config, ip)) {
+            continue;
+        }
+        taken += 1;
+        spawn_connection(ctx, stream, peer, stop_rx, permit);
+    }
+    if taken > 0 {
+        info!(
+            connections = taken,
+            "took the connections queued before the stop"
+        );
+    }
+}
+
+fn allowed(config: &ServerConfig, ip: std::net::IpAddr) -> bool {
+    let allow = &config.allow_from;
+    allow.is_empty() || allow.iter().any(|net| net.contains(ip))
+}
+
+fn spawn_connection<H: Handler>(
+    ctx: &Arc<ServerCtx<H>>,
+    stream: Stream,
+    peer: Arc<str>,
+    stop_rx: &watch::Receiver<Phase>,
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    debug!("accepted connection from {peer}");
+    ctx.load.send_modify(|l| l.fresh += 1);
+    let ctx = ctx.clone();
+    let stop_rx = stop_rx.clone();
+    tokio::spawn(async move {
+        connection(stream, peer, ctx, stop_rx).await;
+        drop(permit);
+    });
 }
 
 /// Waits for the connections to finish, up to `graceful_timeout`.

@@ -19,6 +19,7 @@ use crate::access;
 use crate::options::{Method, Options};
 use crate::status::{self, Restart, Rows};
 use crate::{BindAddr, Handler, Listener, Server};
+use std::cell::RefCell;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -357,23 +358,34 @@ fn run_prefork<A: AppHost>(
             pool(opts, &listener, &ready, "dynamic", Rows::Processes),
         )?;
     }
-    let worker_listener = listener.try_clone_unguarded()?;
+    // The supervisor's copies of the socket: closed when a stop begins, so that once the
+    // workers have taken what is queued the socket is closed for good and new connections are
+    // refused at once (a balancer sends them elsewhere) instead of waiting in a queue nobody
+    // serves, to be reset when the supervisor exits.
+    let worker_listener = RefCell::new(Some(listener.try_clone_unguarded()?));
+    let listener = RefCell::new(Some(listener));
     let reopen = ready.reopen.clone();
-    let mut run_worker =
-        |setup: WorkerSetup| run_worker(opts, host, &worker_listener, &reopen, setup);
+    let mut run_worker = |setup: WorkerSetup| match worker_listener.borrow().as_ref() {
+        Some(l) => run_worker(opts, host, l, &reopen, setup),
+        None => 0,
+    };
     let end = prefork::supervise(
         &settings,
         &mut || host.fork(),
         &mut run_worker,
         &mut || (ready.reopen)(),
         &reexec::inherited_old_workers(),
+        &mut || {
+            worker_listener.borrow_mut().take();
+            listener.borrow_mut().take();
+        },
     )?;
-    Ok(match end {
-        SupervisorExit::Stopped => 0,
-        SupervisorExit::Reload { old_workers } if !ready.spawned => {
+    Ok(match (end, listener.into_inner()) {
+        (SupervisorExit::Stopped, _) => 0,
+        (SupervisorExit::Reload { old_workers }, Some(listener)) if !ready.spawned => {
             reload(listener, &old_workers, ready.pidfile)
         }
-        SupervisorExit::Reload { old_workers } => {
+        (SupervisorExit::Reload { old_workers }, _) => {
             // Spawned by the web server: it starts a fresh process itself; let ours drain.
             prefork::wait_for(&old_workers, opts.graceful_timeout);
             0

@@ -630,6 +630,7 @@ pub fn supervise(
     run_worker: RunWorker<'_>,
     reopen_logs: &mut dyn FnMut(),
     old_workers: &[i32],
+    on_stop: &mut dyn FnMut(),
 ) -> io::Result<SupervisorExit> {
     let mut sup = Supervisor::new(settings, old_workers)?;
     // Ready once the handlers are in place: a stop systemd sends from here on finds them.
@@ -645,6 +646,7 @@ pub fn supervise(
         "prefork supervisor started (pid {})",
         std::process::id()
     );
+    let mut stop_said = false;
     loop {
         sup.reap();
         let now = Instant::now();
@@ -656,7 +658,11 @@ pub fn supervise(
             sup.kill_old(now);
             sup.keep_size(now, fork, run_worker);
         }
-        match sup.on_signals(reopen_logs) {
+        let next = sup.on_signals(reopen_logs);
+        if sup.stopping.is_some() && !std::mem::replace(&mut stop_said, true) {
+            on_stop();
+        }
+        match next {
             Next::Exit(exit) => return Ok(exit),
             Next::Turn => continue,
             Next::Wait => wait(&mut sup.flags, &mut sup.workers, sup.stopping)?,
