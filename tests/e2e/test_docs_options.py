@@ -28,8 +28,9 @@ HELP_LINE = re.compile(r"^  ([a-z_]+)=\S+\s+\(--[\w-]+, FERROCGI_\w+\)\s+\[defau
 INLINE = re.compile(r"`([a-z_]+)=[^`]*`")
 WORD = re.compile(r"(?:^|\s)([a-z_]+)=")
 # ``name=value`` words the docs show that are not ferrocgi's: the generic spelling itself, and
-# Apache's ProxyPass / BalancerMember parameters (``enablereuse=on``, ``ping=``, ``secret=``).
-NOT_OPTIONS = {"name", "key", "enablereuse", "ping", "secret"}
+# Apache's ProxyPass / BalancerMember parameters (``enablereuse=on``, ``ping=``, ``secret=``),
+# nginx's upstream server parameters (``max_fails=``, ``fail_timeout=``).
+NOT_OPTIONS = {"name", "key", "enablereuse", "ping", "secret", "max_fails", "fail_timeout"}
 
 
 def help_text() -> str:
