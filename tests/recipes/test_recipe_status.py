@@ -6,7 +6,6 @@ doc's ``ferrocgi status`` line."""
 from __future__ import annotations
 
 import contextlib
-import http.client
 import json
 import re
 import shutil
@@ -22,6 +21,7 @@ import production
 import pytest
 
 from support import harness, phpfpm
+from support.proc_server import http_get
 from support.procfs import eventually
 
 DOC = production.ROOT / "docs" / "operations.md"
@@ -81,16 +81,6 @@ def stack(rundir: Path, template: kit.Project) -> Iterator[Stack]:
         es.enter_context(harness.run_webserver("nginx", d, conf, [port]))
         site = kit.Site("mysite", port, "", project.static_root)
         yield Stack(port, sock, site, rundir / "access.log")
-
-
-def http_get(port: int, path: str, source: str = "127.0.0.1") -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
 
 
 def test_the_status_page_in_php_fpm_s_formats_through_nginx(stack: Stack) -> None:

@@ -42,8 +42,12 @@ PYTHON = sys.executable
 # --------------------------------------------------------------------------- clients
 
 
-def http_get(port: int, path: str, timeout: float = 30.0) -> tuple[int, bytes]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+def http_get(
+    port: int, path: str, timeout: float = 30.0, source: str | None = None
+) -> tuple[int, bytes]:
+    """GET through a front end on 127.0.0.1; ``source``: the client's own loopback address."""
+    bind = (source, 0) if source else None
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout, source_address=bind)
     try:
         conn.request("GET", path)
         resp = conn.getresponse()

@@ -343,29 +343,34 @@ pub(crate) enum Page {
     Status(String),
 }
 
-/// The request's path: REQUEST_URI's, else SCRIPT_NAME + PATH_INFO.
-fn path_and_query(params: &Params) -> (Vec<u8>, Vec<u8>) {
+/// Whether the request's path is `want`: REQUEST_URI's path, else SCRIPT_NAME + PATH_INFO
+/// (compared in place: this runs for every request while the page is on).
+fn path_is(params: &Params, want: &[u8]) -> bool {
     if let Some(uri) = params.get(b"REQUEST_URI") {
-        let (path, query) = match memchr::memchr(b'?', uri) {
-            Some(q) => (&uri[..q], &uri[q + 1..]),
-            None => (uri, &b""[..]),
-        };
-        return (path.to_vec(), query.to_vec());
+        let path = memchr::memchr(b'?', uri).map_or(uri, |q| &uri[..q]);
+        return path == want;
     }
-    let mut path = params.get(b"SCRIPT_NAME").unwrap_or_default().to_vec();
-    path.extend_from_slice(params.get(b"PATH_INFO").unwrap_or_default());
-    let query = params.get(b"QUERY_STRING").unwrap_or_default().to_vec();
-    (path, query)
+    let script = params.get(b"SCRIPT_NAME").unwrap_or_default();
+    let info = params.get(b"PATH_INFO").unwrap_or_default();
+    want.strip_prefix(script).is_some_and(|rest| rest == info)
+}
+
+/// The request's query string (REQUEST_URI's, else QUERY_STRING).
+fn query(params: &Params) -> String {
+    let q = match params.get(b"REQUEST_URI") {
+        Some(uri) => memchr::memchr(b'?', uri).map_or(&b""[..], |q| &uri[q + 1..]),
+        None => params.get(b"QUERY_STRING").unwrap_or_default(),
+    };
+    String::from_utf8_lossy(q).into_owned()
 }
 
 /// The page a request asks for, if its path is `ping_path` or `status_path`.
 pub(crate) fn route(cfg: &StatusConfig, params: &Params) -> Option<Page> {
-    let (path, query) = path_and_query(params);
-    let is = |p: &Option<String>| p.as_deref().is_some_and(|p| p.as_bytes() == path);
+    let is = |p: &Option<String>| p.as_deref().is_some_and(|p| path_is(params, p.as_bytes()));
     if is(&cfg.ping_path) {
         Some(Page::Ping)
     } else if is(&cfg.status_path) {
-        Some(Page::Status(String::from_utf8_lossy(&query).into_owned()))
+        Some(Page::Status(query(params)))
     } else {
         None
     }
