@@ -5,10 +5,11 @@
 # (Debian 12's lighttpd ships mod_ajp13 itself; lighttpd-mod-ajp13 is only a virtual package
 # there, which dpkg never lists as installed, so naming it made every run call apt-get.)
 # prometheus, chromium: the status page's tests (a scrape, a rendered page); logrotate: the
-# docs' rotation config, run against a server.
+# docs' rotation config, run against a server; iproute2 (ip): the scale-out test's network
+# namespaces (Debian's minimal images leave it out).
 # g++: cargo-fuzz (scripts/fuzz-smoke.sh) builds libFuzzer, which is C++.
 # shellcheck disable=SC2034  # used by the scripts that source this file
-FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd caddy haproxy h2o libfcgi-bin python3-venv strace g++ prometheus chromium logrotate)
+FERROCGI_APT_PACKAGES=(nginx apache2 libapache2-mod-fcgid lighttpd caddy haproxy h2o libfcgi-bin python3-venv strace g++ prometheus chromium logrotate iproute2)
 
 section() { printf '\n==== %s ====\n' "$*"; }
 info() { printf '  %s\n' "$*"; }
