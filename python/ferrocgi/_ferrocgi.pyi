@@ -50,13 +50,13 @@ class StartResponse:
 def main(
     argv: list[str],
     flavor_name: str = "cli",
-    app: Callable[..., Iterable[bytes]] | None = None,
-    loader: Callable[[], Callable[..., Iterable[bytes]]] | None = None,
+    app: Callable[..., Any] | None = None,
+    loader: Callable[[str], Callable[..., Any]] | None = None,
 ) -> int:
     """Parse the words with the one option parser and serve; returns the exit status.
     ``flavor_name``: ``cli`` (an APP word), ``django`` (runfcgi's words) or ``embedded`` (the
     application given as ``app``). ``loader`` is called for the application after binding and
-    the privilege drop."""
+    the privilege drop, with the ``interface=`` asked for (``auto``, ``wsgi`` or ``asgi``)."""
 
 def check(argv: list[str], flavor_name: str = "cli") -> int | None:
     """Parse without serving: prints help/version/the error and returns its status, or None."""

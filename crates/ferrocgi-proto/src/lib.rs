@@ -37,7 +37,7 @@ pub mod head;
 pub mod params;
 pub mod scgi;
 
-pub use head::ResponseHead;
+pub use head::{reason, ResponseHead};
 pub use params::{Params, ParamsBuilder};
 
 use std::fmt;

@@ -58,16 +58,66 @@ fn check_dir(value: &str) -> Result<(), String> {
     options::non_empty(value, "path").map(drop)
 }
 
-/// `pythonpath=`: directories put first on `sys.path`.
-static HOST_OPTIONS: [HostOption; 1] = [HostOption {
-    name: "pythonpath",
-    metavar: "DIR[:DIR]",
-    default: "none",
-    example: "pythonpath=/srv/mysite",
-    help: "directories put first on sys.path (may repeat)",
-    list: Some(':'),
-    check: check_dir,
-}];
+fn one_of(value: &str, allowed: &[&str]) -> Result<(), String> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(format!("expected one of {}", allowed.join(", ")))
+    }
+}
+
+fn check_interface(value: &str) -> Result<(), String> {
+    one_of(value, &["auto", "wsgi", "asgi"])
+}
+
+fn check_lifespan(value: &str) -> Result<(), String> {
+    one_of(value, &["auto", "on", "off"])
+}
+
+fn check_loop(value: &str) -> Result<(), String> {
+    one_of(value, &["auto", "asyncio", "uvloop"])
+}
+
+/// `pythonpath=`: directories put first on `sys.path`; `interface=`, `lifespan=`, `loop=`:
+/// how the application is called (WSGI, or ASGI on an event loop).
+static HOST_OPTIONS: [HostOption; 4] = [
+    HostOption {
+        name: "pythonpath",
+        metavar: "DIR[:DIR]",
+        default: "none",
+        example: "pythonpath=/srv/mysite",
+        help: "directories put first on sys.path (may repeat)",
+        list: Some(':'),
+        check: check_dir,
+    },
+    HostOption {
+        name: "interface",
+        metavar: "auto|wsgi|asgi",
+        default: "auto",
+        example: "interface=asgi",
+        help: "how to call the application: auto is ASGI when its call is a coroutine function (async def), else WSGI",
+        list: None,
+        check: check_interface,
+    },
+    HostOption {
+        name: "lifespan",
+        metavar: "auto|on|off",
+        default: "auto",
+        example: "lifespan=on",
+        help: "ASGI lifespan startup/shutdown: auto runs it when the application supports it, on requires it",
+        list: None,
+        check: check_lifespan,
+    },
+    HostOption {
+        name: "loop",
+        metavar: "auto|asyncio|uvloop",
+        default: "auto",
+        example: "loop=asyncio",
+        help: "the ASGI event loop: auto uses uvloop when it is installed",
+        list: None,
+        check: check_loop,
+    },
+];
 
 const HOST_TITLE: &str = "Python options";
 
@@ -133,6 +183,43 @@ pub fn by_name(name: &str) -> Option<&'static Command> {
 /// The APP the words named, if any (checked by the parser already).
 pub fn app(opts: &Options) -> Option<AppRef> {
     opts.positional.as_deref().and_then(|w| w.parse().ok())
+}
+
+/// How the application is called (`interface=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interface {
+    /// Decided by the application's call (a coroutine function is ASGI).
+    Auto,
+    /// PEP 3333.
+    Wsgi,
+    /// ASGI 3.
+    Asgi,
+}
+
+/// The last value of a single-valued host option, or `default`.
+fn host_value<'a>(opts: &'a Options, name: &'a str, default: &'a str) -> &'a str {
+    opts.host_values(name).last().unwrap_or(default)
+}
+
+/// `interface=`.
+pub fn interface(opts: &Options) -> Interface {
+    match host_value(opts, "interface", "auto") {
+        "wsgi" => Interface::Wsgi,
+        "asgi" => Interface::Asgi,
+        _ => Interface::Auto,
+    }
+}
+
+/// `lifespan=`.
+pub fn lifespan(opts: &Options) -> crate::asgi::LifespanMode {
+    crate::asgi::LifespanMode::parse(host_value(opts, "lifespan", "auto"))
+        .unwrap_or(crate::asgi::LifespanMode::Auto)
+}
+
+/// `loop=`.
+pub fn loop_kind(opts: &Options) -> crate::asgi::LoopKind {
+    crate::asgi::LoopKind::parse(host_value(opts, "loop", "auto"))
+        .unwrap_or(crate::asgi::LoopKind::Auto)
 }
 
 /// `pythonpath`, relative directories taken from `base` (where ferrocgi was started).

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+pub mod asgi;
 pub mod command;
 pub mod environ;
 pub mod host;

@@ -89,7 +89,7 @@ pub fn chunk(b: &Bound<'_, PyBytes>) -> Bytes {
     })
 }
 
-fn stream_err(e: StreamError) -> PyErr {
+pub(crate) fn stream_err(e: StreamError) -> PyErr {
     ClientDisconnected::new_err(e.to_string())
 }
 
@@ -201,7 +201,7 @@ const HOP_BY_HOP: &[&str] = &[
     "upgrade",
 ];
 
-fn is_token_char(c: char) -> bool {
+pub(crate) fn is_token_char(c: char) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
@@ -222,7 +222,7 @@ fn is_token_char(c: char) -> bool {
         )
 }
 
-fn is_hop_by_hop(n: &str) -> bool {
+pub(crate) fn is_hop_by_hop(n: &str) -> bool {
     // Most names are longer than any of these: skip the comparisons.
     n.len() <= 19 && HOP_BY_HOP.iter().any(|h| n.eq_ignore_ascii_case(h))
 }

@@ -2,7 +2,8 @@
 //! Django call, and `PyHost`, what the server crate's launcher needs from Python (import the
 //! application after the privilege drop, fork through `os.fork()`, start the WSGI threads).
 
-use crate::command::{self, AppRef};
+use crate::asgi::{self, AsgiHandler, LoopConfig};
+use crate::command::{self, AppRef, Interface};
 use crate::host::{Host, Threads, WsgiHandler};
 use crate::settings::HostSettings;
 use ferrocgi_server::options::{self, Command, Options, Parsed};
@@ -110,11 +111,18 @@ pub enum AppSource {
 }
 
 impl AppSource {
-    /// The application; an error is printed (with its traceback) here.
-    fn load(self, py: Python<'_>) -> Option<Py<PyAny>> {
+    /// The application; an error is printed (with its traceback) here. A loader is told the
+    /// `interface=` asked for (`auto`, `wsgi`, `asgi`): Django's gives its ASGI handler for
+    /// `asgi`.
+    fn load(self, py: Python<'_>, interface: Interface) -> Option<Py<PyAny>> {
+        let word = match interface {
+            Interface::Auto => "auto",
+            Interface::Wsgi => "wsgi",
+            Interface::Asgi => "asgi",
+        };
         let (what, result, hint) = match self {
             AppSource::Ready(app) => return Some(app),
-            AppSource::Loader(f) => ("the application".to_string(), f.call0(py), None),
+            AppSource::Loader(f) => ("the application".to_string(), f.call1(py, (word,)), None),
             AppSource::Import(r) => {
                 let result = import_app(py, &r);
                 let hint = result.as_ref().err().and_then(|e| import_hint(py, &r, e));
@@ -192,6 +200,7 @@ pub fn run_options(py: Python<'_>, opts: Options, app: Option<AppSource>) -> PyR
         opts: &opts,
         source: RefCell::new(Some(source)),
         app: OnceCell::new(),
+        asgi: OnceCell::new(),
     };
     Ok(launch::launch(&opts, &host))
 }
@@ -202,6 +211,45 @@ struct PyHost<'py, 'o> {
     opts: &'o Options,
     source: RefCell<Option<AppSource>>,
     app: OnceCell<Py<PyAny>>,
+    /// Whether the application is called as ASGI (decided once it is loaded).
+    asgi: OnceCell<bool>,
+}
+
+/// The handler of a Python application: WSGI on threads, or ASGI on an event loop.
+pub enum PyHandler {
+    /// See [`WsgiHandler`].
+    Wsgi(WsgiHandler),
+    /// See [`AsgiHandler`].
+    Asgi(AsgiHandler),
+}
+
+impl ferrocgi_server::Handler for PyHandler {
+    async fn handle(&self, req: ferrocgi_server::Request, resp: ferrocgi_server::Responder) {
+        match self {
+            PyHandler::Wsgi(h) => h.handle(req, resp).await,
+            PyHandler::Asgi(h) => h.handle(req, resp).await,
+        }
+    }
+}
+
+/// Whether `app` is served as ASGI under `interface`; logged, since `auto` decides by
+/// looking at the application.
+fn decide_asgi(py: Python<'_>, app: &Bound<'_, PyAny>, interface: Interface) -> bool {
+    let asgi = match interface {
+        Interface::Wsgi => false,
+        Interface::Asgi => true,
+        Interface::Auto => asgi::is_asgi(py, app).unwrap_or(false),
+    };
+    let how = match (interface, asgi) {
+        (Interface::Auto, true) => " (interface=auto: its call is a coroutine function)",
+        (Interface::Auto, false) => " (interface=auto: its call is not a coroutine function)",
+        _ => "",
+    };
+    tracing::info!(
+        "serving the application as {}{how}",
+        if asgi { "ASGI 3" } else { "WSGI" }
+    );
+    asgi
 }
 
 fn io_error(e: PyErr) -> std::io::Error {
@@ -209,7 +257,7 @@ fn io_error(e: PyErr) -> std::io::Error {
 }
 
 impl AppHost for PyHost<'_, '_> {
-    type Handler = WsgiHandler;
+    type Handler = PyHandler;
 
     fn prepare(&self, start_dir: Option<&Path>) -> std::io::Result<()> {
         forget_internal_env(self.py).map_err(io_error)?;
@@ -226,8 +274,13 @@ impl AppHost for PyHost<'_, '_> {
         let Some(source) = self.source.borrow_mut().take() else {
             return self.app.get().is_some();
         };
-        match source.load(self.py) {
-            Some(app) => self.app.set(app).is_ok(),
+        let interface = command::interface(self.opts);
+        match source.load(self.py, interface) {
+            Some(app) => {
+                let asgi = decide_asgi(self.py, app.bind(self.py), interface);
+                let _ = self.asgi.set(asgi);
+                self.app.set(app).is_ok()
+            }
             None => false,
         }
     }
@@ -237,13 +290,16 @@ impl AppHost for PyHost<'_, '_> {
         opts: &Options,
         role: Role,
         on_wedged: OnWedged,
-    ) -> std::io::Result<Serving<WsgiHandler>> {
+    ) -> std::io::Result<Serving<PyHandler>> {
         let py = self.py;
         let app = self
             .app
             .get()
             .ok_or_else(|| std::io::Error::other("the application is not loaded"))?
             .clone_ref(py);
+        if self.asgi.get() == Some(&true) {
+            return self.start_asgi(opts, role, app);
+        }
         let (settings, threads) = match role {
             Role::Threaded => (
                 HostSettings::from_options(opts, false),
@@ -266,7 +322,7 @@ impl AppHost for PyHost<'_, '_> {
         let handler = Host::start(py, app, settings, threads, on_wedged).map_err(io_error)?;
         let pool = handler.app_threads();
         Ok(Serving {
-            handler,
+            handler: PyHandler::Wsgi(handler),
             // One I/O thread, the accept loop's: the Python threads need the cores more. An
             // inline worker runs requests on its I/O thread, which must then belong to a
             // multi-thread runtime (see Threads::Inline).
@@ -278,6 +334,8 @@ impl AppHost for PyHost<'_, '_> {
             } else {
                 0
             },
+            concurrency: opts.threads,
+            wait_before_reload: false,
         })
     }
 
@@ -287,6 +345,35 @@ impl AppHost for PyHost<'_, '_> {
 
     fn script(&self) -> Option<PathBuf> {
         script_path(self.py)
+    }
+}
+
+impl PyHost<'_, '_> {
+    /// An ASGI application: its event loop's thread, after the lifespan startup.
+    fn start_asgi(
+        &self,
+        opts: &Options,
+        role: Role,
+        app: Py<PyAny>,
+    ) -> std::io::Result<Serving<PyHandler>> {
+        let mut settings = HostSettings::from_options(opts, matches!(role, Role::Worker { .. }));
+        if role == Role::Cgi {
+            settings.server.protocol = Protocol::Cgi.name();
+        }
+        let conf = LoopConfig {
+            kind: command::loop_kind(opts),
+            lifespan: command::lifespan(opts),
+            shutdown_timeout: opts.graceful_timeout,
+        };
+        let (handler, thread) = self.py.detach(|| asgi::spawn(app, settings, conf))?;
+        Ok(Serving {
+            handler: PyHandler::Asgi(handler),
+            io_threads: 0,
+            wait_ended: Box::new(move |t| thread.wait_ended(t)),
+            app_threads: 0,
+            concurrency: opts.max_in_flight,
+            wait_before_reload: true,
+        })
     }
 }
 

@@ -193,7 +193,7 @@ impl AppHost for RustHost {
 
     fn start(
         &self,
-        _opts: &Options,
+        opts: &Options,
         role: Role,
         _on_wedged: OnWedged,
     ) -> std::io::Result<Serving<Apps>> {
@@ -210,6 +210,8 @@ impl AppHost for RustHost {
             },
             wait_ended: Box::new(|_| true),
             app_threads: 0,
+            concurrency: opts.threads,
+            wait_before_reload: false,
         })
     }
 

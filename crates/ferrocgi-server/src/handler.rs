@@ -78,11 +78,14 @@ pub(crate) struct Shared {
     aborted: AtomicBool,
     /// How long the request waited for an application thread, µs (the host says).
     queue_wait_us: std::sync::atomic::AtomicU64,
+    /// Wakes [`AbortSignal::wait`].
+    on_abort: tokio::sync::Notify,
 }
 
 impl Shared {
     pub(crate) fn abort(&self) {
         self.aborted.store(true, Ordering::Release);
+        self.on_abort.notify_waiters();
     }
     pub(crate) fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::Acquire)
@@ -226,11 +229,39 @@ impl Responder {
         self.shared.is_aborted() || self.tx.is_closed()
     }
 
+    /// A handle that resolves once the request is aborted or its connection is lost, for a
+    /// host that must tell a running application (ASGI's `http.disconnect`).
+    pub fn abort_signal(&self) -> AbortSignal {
+        AbortSignal {
+            shared: self.shared.clone(),
+            tx: self.tx.clone(),
+        }
+    }
+
+    /// Sends `batch` as [`Responder::try_send`] does, waiting for room in the connection's
+    /// queue.
+    pub async fn send_batch(&mut self, batch: Batch) -> Result<(), StreamError> {
+        let (end, started) = (batch.end, batch.head.is_some());
+        let (part, outcome) = self.batch_part(batch)?;
+        self.started |= started;
+        self.finished |= end;
+        self.tx
+            .send((self.id, part))
+            .await
+            .map_err(|_| StreamError::Disconnected)?;
+        outcome
+    }
+
     /// Tells the access log how long the request waited for an application thread before it
     /// ran (`%(w)s`, `queue_wait_us`).
     pub fn note_queue_wait(&self, waited: std::time::Duration) {
         let us = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.shared.queue_wait_us.store(us, Ordering::Relaxed);
+    }
+
+    /// True once the response was completed (or failed) through this responder.
+    pub fn is_finished(&self) -> bool {
+        self.finished
     }
 
     /// True once [`Responder::start`] was called.
@@ -379,6 +410,31 @@ impl Responder {
     pub fn blocking_fail(mut self) {
         self.finished = true;
         let _ = self.tx.blocking_send((self.id, Part::Fail));
+    }
+}
+
+/// See [`Responder::abort_signal`].
+#[derive(Debug, Clone)]
+pub struct AbortSignal {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<(u16, Part)>,
+}
+
+impl AbortSignal {
+    /// Resolves once the front end aborted the request (FCGI_ABORT_REQUEST) or the connection
+    /// ended; right away if that already happened.
+    pub async fn wait(&self) {
+        let notified = self.shared.on_abort.notified();
+        tokio::pin!(notified);
+        // Registered before the flag is read, so an abort in between still wakes us.
+        notified.as_mut().enable();
+        if self.shared.is_aborted() {
+            return;
+        }
+        tokio::select! {
+            () = notified => {}
+            () = self.tx.closed() => {}
+        }
     }
 }
 

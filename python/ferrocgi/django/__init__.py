@@ -23,17 +23,33 @@ __all__ = ["run", "runfastcgi"]
 FLAVOR = "django"
 
 
-def load_application() -> Callable[..., Iterable[bytes]]:
-    """The project's WSGI application, as ``runserver`` finds it (``WSGI_APPLICATION``)."""
+def load_application(interface: str = "wsgi") -> Callable[..., Any]:
+    """The project's application for ``interface=``: WSGI as ``runserver`` finds it
+    (``WSGI_APPLICATION``); for ``asgi``, ``ASGI_APPLICATION`` when the settings name one,
+    else Django's own ASGI handler."""
     import django
-    from django.core.servers.basehttp import get_internal_wsgi_application
     from django.db import connections
 
     django.setup(set_prefix=False)  # the handler sets the script prefix per request
-    app = get_internal_wsgi_application()
+    app = _asgi_application() if interface == "asgi" else _wsgi_application()
     # Nothing opened while loading may be shared with the processes ferrocgi forks.
     connections.close_all()
     return app
+
+
+def _wsgi_application() -> Callable[..., Iterable[bytes]]:
+    from django.core.servers.basehttp import get_internal_wsgi_application
+
+    return get_internal_wsgi_application()
+
+
+def _asgi_application() -> Callable[..., Any]:
+    from django.conf import settings
+    from django.core.asgi import get_asgi_application
+    from django.utils.module_loading import import_string
+
+    name = getattr(settings, "ASGI_APPLICATION", None)
+    return import_string(name) if name else get_asgi_application()
 
 
 def run(words: Sequence[str]) -> int:

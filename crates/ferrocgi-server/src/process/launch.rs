@@ -42,6 +42,12 @@ pub struct Serving<H> {
     /// Application threads that mark their status-page row themselves
     /// ([`crate::status::thread_busy`], by index); 0: the process is one row.
     pub app_threads: usize,
+    /// Requests the process runs at once: a prefork worker accepts no more connections while
+    /// this many requests are in flight (a thread pool's size; an event loop's limit).
+    pub concurrency: usize,
+    /// Wait for the host's threads before a reload too (an event loop runs the application's
+    /// shutdown); otherwise exec replaces them at once.
+    pub wait_before_reload: bool,
 }
 
 /// The process a handler is started for.
@@ -322,7 +328,11 @@ fn run_threaded<A: AppHost>(
     };
     let end = host.unlocked(|| runner::run(server, plan))?;
     if let RunEnd::Reload(l) = end {
-        // exec replaces every thread, stuck ones included: no need to wait for them.
+        // exec replaces every thread, stuck ones included: no need to wait for them, unless
+        // the host has shutdown work of its own to run.
+        if serving.wait_before_reload {
+            host.unlocked(|| (serving.wait_ended)(Duration::from_secs(5)));
+        }
         return Ok(reload(l, &[], ready.pidfile));
     }
     // The host must not shut down under its threads still running application code.
@@ -433,7 +443,7 @@ fn run_worker<A: AppHost>(
         max_rss: opts.max_rss,
         reopen_logs: Some(reopen.clone()),
         io_threads: serving.io_threads,
-        accept_below: Some(opts.threads),
+        accept_below: Some(serving.concurrency),
         ..RunPlan::default()
     };
     let code = match host.unlocked(|| runner::run(server, plan)) {
