@@ -360,8 +360,14 @@ impl PyHost<'_, '_> {
         if role == Role::Cgi {
             settings.server.protocol = Protocol::Cgi.name();
         }
+        let kind = command::loop_kind(opts);
+        if kind != asgi::LoopKind::Asyncio {
+            // uvloop takes the thread that first imports it for the main thread (where it
+            // sets up signal handling): that must be this one, not the loop's.
+            let _ = self.py.import("uvloop");
+        }
         let conf = LoopConfig {
-            kind: command::loop_kind(opts),
+            kind,
             lifespan: command::lifespan(opts),
             shutdown_timeout: opts.graceful_timeout,
         };

@@ -73,6 +73,11 @@ pub struct LoopConfig {
 pub(crate) struct LoopCtx {
     pub(crate) loop_: Py<PyAny>,
     create_future: Py<PyAny>,
+    /// `asyncio.Task`, and its keywords: on Python 3.12+ a request's task starts eagerly, so
+    /// an application that never waits (most responses) runs to its end inside the callback
+    /// that started it, without a trip through the loop's queue.
+    task: Py<PyAny>,
+    task_kw: Py<PyDict>,
     /// An awaitable giving `None`, shared by every `send()` that did not have to wait.
     pub(crate) done_none: Py<PyAny>,
 }
@@ -80,6 +85,38 @@ pub(crate) struct LoopCtx {
 impl LoopCtx {
     pub(crate) fn create_future<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         self.create_future.bind(py).call0()
+    }
+
+    fn new(py: Python<'_>, lp: Bound<'_, PyAny>) -> PyResult<LoopCtx> {
+        let asyncio = py.import("asyncio")?;
+        let task_kw = PyDict::new(py);
+        task_kw.set_item("loop", &lp)?;
+        let version: (u32, u32) = py
+            .import("sys")?
+            .getattr("version_info")?
+            .extract::<(u32, u32, u32, String, u32)>()
+            .map(|v| (v.0, v.1))?;
+        if version >= (3, 12) {
+            task_kw.set_item("eager_start", true)?;
+        }
+        Ok(LoopCtx {
+            create_future: lp.getattr("create_future")?.unbind(),
+            loop_: lp.unbind(),
+            task: asyncio.getattr("Task")?.unbind(),
+            task_kw: task_kw.unbind(),
+            done_none: Bound::new(py, Done::none())?.into_any().unbind(),
+        })
+    }
+
+    /// A task running `coro` (started at once on Python 3.12+).
+    fn start_task<'py>(
+        &self,
+        py: Python<'py>,
+        coro: Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.task
+            .bind(py)
+            .call((coro,), Some(self.task_kw.bind(py)))
     }
 }
 
@@ -189,14 +226,7 @@ fn setup(py: Python<'_>, app: &Bound<'_, PyAny>, conf: &LoopConfig) -> Result<Se
     py.import("asyncio")
         .and_then(|a| a.call_method1("set_event_loop", (&lp,)))
         .map_err(py_err)?;
-    let ctx = Arc::new(LoopCtx {
-        create_future: lp.getattr("create_future").map_err(py_err)?.unbind(),
-        loop_: lp.unbind(),
-        done_none: Bound::new(py, Done::none())
-            .map_err(py_err)?
-            .into_any()
-            .unbind(),
-    });
+    let ctx = Arc::new(LoopCtx::new(py, lp).map_err(py_err)?);
     info!("ASGI application on an {name} event loop");
     let state = PyDict::new(py);
     let running = lifespan::startup(py, &ctx, app, conf.lifespan, &state)?;
@@ -339,10 +369,7 @@ impl Drain {
                 ctx: self.ctx.clone(),
             };
             let coro = self.app.bind(py).call1((scope, receive, send))?;
-            self.ctx
-                .loop_
-                .bind(py)
-                .call_method1(pyo3::intern!(py, "create_task"), (coro,))
+            self.ctx.start_task(py, coro)
         });
         let done = TaskDone { call: call.clone() };
         match task {
