@@ -1,6 +1,8 @@
 """Real frameworks on ferrocgi behind nginx FastCGI: Flask (``tests/apps/flaskapp.py``) and a
 minimal Django project (``tests/apps/djangosite``) with the admin, sessions, CSRF, static files
-served by nginx and a file upload.
+served by nginx and a file upload. Every Django test runs twice: the project's WSGI
+application, and its ASGI one (``djangosite.asgi``, Django's ``ASGIHandler``); async views,
+async streaming, ``request_finished`` and Django's own disconnect handling are ASGI-only tests.
 
 nginx mounts the app at ``/fcgi`` (SCRIPT_NAME=/fcgi). Its Debian ``fastcgi_params`` send
 ``HTTP_HOST=$host``, without the port, so Django only accepts the browser's Origin
@@ -15,9 +17,12 @@ import hashlib
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
+import time
 import urllib.parse
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
@@ -175,6 +180,11 @@ class DjangoSite:
     backend: Backend
     data_dir: Path
     static_root: Path
+    interface: str  # wsgi | asgi
+    events: Path  # $DJANGO_EVENTS
+
+    def event_lines(self) -> list[str]:
+        return self.events.read_text().splitlines() if self.events.exists() else []
 
 
 def django_env(data_dir: Path, port: int) -> dict[str, str]:
@@ -200,13 +210,16 @@ def manage(env: dict[str, str], *args: str) -> None:
     )
 
 
-@pytest.fixture(scope="module")
-def django_site(rundir: Path) -> Iterator[DjangoSite]:
+@pytest.fixture(scope="module", params=["wsgi", "asgi"])
+def django_site(rundir: Path, request: pytest.FixtureRequest) -> Iterator[DjangoSite]:
     """migrate + a superuser in a fresh sqlite DB, ferrocgi + nginx, collectstatic into the
     directory nginx serves (its ``html/``, outside the /fcgi/ location)."""
-    data_dir = harness.make_dir(rundir / "django-data")
+    interface: str = request.param
+    data_dir = harness.make_dir(rundir / f"django-data-{interface}")
     port = harness.free_port()
     env = django_env(data_dir, port)
+    events = data_dir / "events.txt"
+    env["DJANGO_EVENTS"] = str(events)
     with contextlib.ExitStack() as stack:
         try:
             manage(env, "migrate", "--noinput")
@@ -222,12 +235,59 @@ def django_site(rundir: Path) -> Iterator[DjangoSite]:
         except subprocess.CalledProcessError as exc:
             pytest.fail(f"manage.py {exc.cmd[2:]} failed:\n{exc.stderr}", pytrace=False)
         backend, front = started(
-            run_stack(rundir, "djangosite.wsgi:application", env=env, port=port), stack
+            run_stack(rundir, f"djangosite.{interface}:application", env=env, port=port), stack
         )
         # nginx runs in its instance directory (-p); its default root is html/ there.
         static_root = Path(front.proc.logs[0]).parent / "html" / "static"
         manage({**env, "DJANGO_STATIC_ROOT": str(static_root)}, "collectstatic", "--noinput")
-        yield DjangoSite(Browser(front), backend, data_dir, static_root)
+        yield DjangoSite(Browser(front), backend, data_dir, static_root, interface, events)
+
+
+@pytest.fixture
+def asgi_site(django_site: DjangoSite) -> DjangoSite:
+    if django_site.interface != "asgi":
+        pytest.skip("an ASGI-only behaviour")
+    return django_site
+
+
+def test_django_is_served_by_the_interface_asked_for(django_site: DjangoSite) -> None:
+    want = "ASGI 3" if django_site.interface == "asgi" else "WSGI"
+    assert f"serving the application as {want}" in django_site.backend.log()
+
+
+def test_django_async_view(asgi_site: DjangoSite) -> None:
+    data = asgi_site.browser.get("/fcgi/async/").json()
+    assert data == {"async": True, "path": "/fcgi/async/", "method": "GET"}
+
+
+def test_django_streaming_response_over_an_async_iterator(asgi_site: DjangoSite) -> None:
+    reply = asgi_site.browser.get("/fcgi/async/stream/")
+    assert reply.status == 200
+    assert reply.text() == "".join(f"chunk {i}\n" for i in range(50))
+
+
+def test_django_request_finished_is_sent(asgi_site: DjangoSite) -> None:
+    before = asgi_site.event_lines().count("request_finished")
+    for _ in range(3):
+        assert asgi_site.browser.get("/fcgi/").status == 200
+    harness_wait(lambda: asgi_site.event_lines().count("request_finished") >= before + 3)
+
+
+def test_django_cancels_the_view_when_the_client_goes_away(asgi_site: DjangoSite) -> None:
+    """Django (5.0+) listens for http.disconnect while a view runs and cancels it."""
+    token = uuid.uuid4().hex
+    s = socket.create_connection((harness.LOOPBACK, asgi_site.browser.front.port), timeout=5)
+    s.sendall(f"GET /fcgi/async/slow/?token={token} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+    time.sleep(0.5)  # the view is asleep by now
+    s.close()
+    harness_wait(lambda: f"cancelled {token}" in asgi_site.event_lines(), timeout=10)
+
+
+def harness_wait(check: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
 
 
 def test_django_page_renders(django_site: DjangoSite) -> None:

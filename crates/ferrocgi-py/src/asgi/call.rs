@@ -385,18 +385,17 @@ impl Send {
         Ok(self.ctx.done_none.clone_ref(py))
     }
 
-    fn body<'py>(&self, py: Python<'py>, msg: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
-        let (data, more) = body_of(msg)?;
-        let mut st = self.call.lock();
+    /// Refuses a body message the response cannot take now.
+    fn check_body(st: &CallState, kind: &str) -> PyResult<()> {
         if !st.started {
-            return Err(PyRuntimeError::new_err(
-                "http.response.body sent before http.response.start",
-            ));
+            return Err(PyRuntimeError::new_err(format!(
+                "{kind} sent before http.response.start"
+            )));
         }
         if st.ended {
-            return Err(PyRuntimeError::new_err(
-                "http.response.body sent after the response ended (more_body was false)",
-            ));
+            return Err(PyRuntimeError::new_err(format!(
+                "{kind} sent after the response ended (more_body was false)"
+            )));
         }
         if st.disconnected {
             return Err(ClientDisconnected::new_err(
@@ -408,6 +407,13 @@ impl Send {
                 "send() called again before the previous send() was awaited",
             ));
         }
+        Ok(())
+    }
+
+    fn body<'py>(&self, py: Python<'py>, msg: &Bound<'py, PyDict>) -> PyResult<Bound<'py, PyAny>> {
+        let (data, more) = body_of(msg)?;
+        let mut st = self.call.lock();
+        Self::check_body(&st, "http.response.body")?;
         let batch = Batch {
             head: st.head.take(),
             data,
@@ -433,6 +439,73 @@ impl Send {
                 st.disconnected = true;
                 Err(stream_err(e))
             }
+        }
+    }
+
+    /// `http.response.pathsend`: the file is opened here (an error is the application's), then
+    /// read and sent by a runtime task; `send()` is done when the last byte is queued.
+    fn pathsend<'py>(
+        &self,
+        py: Python<'py>,
+        msg: &Bound<'py, PyDict>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let path: std::path::PathBuf = msg
+            .get_item(pyo3::intern!(py, "path"))?
+            .ok_or_else(|| PyValueError::new_err("http.response.pathsend without a 'path'"))?
+            .extract()?;
+        if !path.is_absolute() {
+            return Err(PyValueError::new_err(format!(
+                "http.response.pathsend path {path:?} must be absolute"
+            )));
+        }
+        let mut st = self.call.lock();
+        Self::check_body(&st, "http.response.pathsend")?;
+        let file = std::fs::File::open(&path)?;
+        let head = st.head.take();
+        let resp = st.resp.take().expect("checked above");
+        let fut = self.ctx.create_future(py)?;
+        st.send_waiter = Some(fut.clone().unbind());
+        drop(st);
+        let call = self.call.clone();
+        self.call.rt.spawn(async move {
+            let (resp, outcome) = send_file(resp, head, file).await;
+            call.bridge.push(Event::Sent(call.clone(), resp, outcome));
+        });
+        Ok(fut)
+    }
+}
+
+/// Pieces a file is read and sent in.
+const FILE_CHUNK: usize = 256 * 1024;
+
+/// Sends the head (if not sent yet) and the file's bytes, then the response's end.
+async fn send_file(
+    mut resp: Responder,
+    mut head: Option<ResponseHead>,
+    file: std::fs::File,
+) -> (Responder, Result<(), StreamError>) {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::from_std(file);
+    loop {
+        let mut buf = bytes::BytesMut::with_capacity(FILE_CHUNK);
+        let end = match file.read_buf(&mut buf).await {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => {
+                error!("http.response.pathsend: reading the file failed: {e}");
+                return (resp, Err(StreamError::Disconnected));
+            }
+        };
+        let batch = Batch {
+            head: head.take(),
+            data: buf.freeze(),
+            end,
+        };
+        if let Err(e) = resp.send_batch(batch).await {
+            return (resp, Err(e));
+        }
+        if end {
+            return (resp, Ok(()));
         }
     }
 }
@@ -506,6 +579,7 @@ impl Send {
                 wake_receivers(py, &self.call)?;
                 r
             }
+            "http.response.pathsend" => self.pathsend(py, &msg),
             other => Err(PyValueError::new_err(format!(
                 "unexpected ASGI message type {other:?} for an http request"
             ))),

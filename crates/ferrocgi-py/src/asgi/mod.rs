@@ -247,6 +247,9 @@ fn base_scope(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     asgi.set_item("version", "3.0")?;
     asgi.set_item("spec_version", "2.4")?;
     scope.set_item("asgi", asgi)?;
+    let extensions = PyDict::new(py);
+    extensions.set_item("http.response.pathsend", PyDict::new(py))?;
+    scope.set_item("extensions", extensions)?;
     Ok(scope)
 }
 

@@ -974,8 +974,13 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL,
                 "web server closed the connection before the request body was complete");
         }
+        // A FastCGI web server aborts a request by closing its connection (the spec, 3.5), and
+        // AJP front ends close on an abort too: nobody reads a response past EOF, and the
+        // application is told at once (ASGI's http.disconnect). An SCGI client may only have
+        // shut down its sending side, waiting for the answer.
+        let gone = C::PROTOCOL != crate::Protocol::Scgi;
         for r in &mut self.reqs {
-            if r.body_tx.take().is_some() {
+            if r.body_tx.take().is_some() || gone {
                 r.shared.abort();
             }
         }
