@@ -12,7 +12,9 @@
 - ``/state``: the lifespan state this request's scope carries.
 
 Lifespan: startup puts ``{"pid", "started"}`` in the state and appends ``startup PID`` to
-``$ASGI_EVENTS``; shutdown appends ``shutdown PID``.
+``$ASGI_EVENTS``; shutdown appends ``shutdown PID``. ``$ASGI_LIFESPAN=fail`` answers
+``lifespan.startup.failed`` ("database unreachable"); ``=unsupported`` raises on the lifespan
+scope, as Django does.
 """
 
 from __future__ import annotations
@@ -52,8 +54,14 @@ async def _json(send: Any, data: Any, status: int = 200) -> None:
 
 
 async def _lifespan(scope: Any, receive: Any, send: Any) -> None:
+    mode = os.environ.get("ASGI_LIFESPAN", "")
+    if mode == "unsupported":
+        raise ValueError("asgi_app: no lifespan here")
     while True:
         msg = await receive()
+        if msg["type"] == "lifespan.startup" and mode == "fail":
+            await send({"type": "lifespan.startup.failed", "message": "database unreachable"})
+            return
         if msg["type"] == "lifespan.startup":
             scope["state"].update(pid=os.getpid(), started=True)
             _events(f"startup {os.getpid()}")

@@ -18,12 +18,15 @@ Routes (by the last segment of PATH_INFO):
 - ``/big?bytes=N``: N bytes in 64 KiB chunks (a response that fills the connection's queue).
 - ``/hog?mb=N``: keeps N MiB more allocated (and touched) for the life of the process;
   answers ``{"pid", "held_mb"}``.
+- ``asgi_application``: the same ``/info`` and ``/exit`` as an ASGI application (the sleep is
+  ``await asyncio.sleep``), for the same tests under ``interface=asgi``.
 - ``/ids``: the process's ids now (real, effective, saved uid and gid; supplementary groups),
   the effective uid the module was imported with, and the environment's ``FERROCGI_*`` names.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
@@ -112,3 +115,20 @@ def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> 
         start_response,
         {"pid": os.getpid(), "ppid": os.getppid(), "version": VERSION, "slept": slept},
     )
+
+
+async def asgi_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    route = scope["path"].rstrip("/").rpartition("/")[2]
+    query = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
+    if route == "exit":
+        os._exit(int(query.get("code", "3")))
+    slept = float(query.get("sleep", "0"))
+    if slept:
+        await asyncio.sleep(slept)
+    data = {"pid": os.getpid(), "ppid": os.getppid(), "version": VERSION, "slept": slept}
+    body = json.dumps(data, sort_keys=True).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

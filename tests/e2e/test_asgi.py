@@ -15,9 +15,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import random
 import signal
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -310,3 +312,83 @@ def test_graceful_stop_runs_lifespan_shutdown_in_every_worker(rundir: Path) -> N
     for w in workers:
         assert f"shutdown {w}" in lines, lines
     assert "lifespan shutdown complete" in backend.log()
+
+
+# ----------------------------------------------------------------------------- operations
+
+
+def test_request_timeout_cancels_the_task_and_logs_its_stack(rundir: Path) -> None:
+    words = {"request_timeout": "1s", "slow_request": "300ms"}
+    with asgi_server(rundir, "fcgi", "tcp", words, "timeout") as (backend, _, _):
+        assert isinstance(backend.address, tuple)
+        slow: list[bytes] = []
+        t = threading.Thread(
+            target=lambda: slow.append(fcgi_get(backend.address, "/sleep", "s=30"))
+        )
+        start = time.monotonic()
+        t.start()
+        # Meanwhile the loop serves others.
+        assert b"Status: 200" in fcgi_get(backend.address, "/sleep", "s=0")
+        t.join(15)
+        took = time.monotonic() - start
+        log = backend.log()
+    assert slow and b"Status: 500" in slow[0], slow
+    assert took < 10, took
+    assert "slow request (past slow_request)" in log
+    assert "request past request_timeout; cancelling its task" in log
+    assert "asgi_app.py" in log.split("request past request_timeout", 1)[1], log
+
+
+def run_to_exit(rundir: Path, name: str, words: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """ferrocgi with the raw app, expected to stop at start-up: its exit status and stderr."""
+    d = harness.make_dir(rundir / name)
+    argv = harness.wsgi_argv(
+        "asgi_app:application",
+        f"127.0.0.1:{harness.free_port()}",
+        {"pythonpath": str(harness.APPS)},
+    )
+    full = {**os.environ, **env}
+    done = subprocess.run(
+        [*argv, *words], cwd=d, env=full, capture_output=True, text=True, timeout=30
+    )
+    return done.returncode, done.stderr
+
+
+def test_lifespan_startup_failed_stops_the_server_with_the_app_s_message(rundir: Path) -> None:
+    code, err = run_to_exit(rundir, "lifespan-fail", [], {"ASGI_LIFESPAN": "fail"})
+    assert code != 0
+    assert "the application's lifespan startup failed: database unreachable" in err, err
+
+
+def test_lifespan_on_requires_support(rundir: Path) -> None:
+    code, err = run_to_exit(
+        rundir, "lifespan-on", ["lifespan=on"], {"ASGI_LIFESPAN": "unsupported"}
+    )
+    assert code != 0
+    assert "lifespan=on, but the application did not complete lifespan startup" in err, err
+    assert "asgi_app: no lifespan here" in err, err
+
+
+def test_lifespan_auto_serves_an_app_without_it(rundir: Path) -> None:
+    extra = {"loop": "asyncio"}
+    with contextlib.ExitStack() as stack:
+        backend = stack.enter_context(
+            harness.start_wsgi(
+                rundir, "asgi_app:application", env={"ASGI_LIFESPAN": "unsupported"}, extra=extra
+            )
+        )
+        assert isinstance(backend.address, tuple)
+        assert b"Status: 200" in fcgi_get(backend.address, "/sleep", "s=0")
+        log = backend.log()
+    assert "does not support the lifespan protocol" in log
+    assert "ASGI application on an asyncio event loop" in log
+
+
+def test_status_page_counts_asgi_requests(rundir: Path) -> None:
+    with asgi_server(rundir, "fcgi", "tcp", {"status_path": "/status"}, "status") as (b, _, _):
+        assert isinstance(b.address, tuple)
+        for _ in range(5):
+            assert b"Status: 200" in fcgi_get(b.address, "/sleep", "s=0")
+        raw = cgi_body(fcgi_get(b.address, "/status", "json"))
+    status = json.loads(raw)
+    assert status["accepted conn"] >= 5

@@ -24,6 +24,7 @@ from support import harness
 from support.harness import Frontend
 from support.proc_server import (
     APP,
+    APPS,
     FERROCGI,
     Load,
     clean_env,
@@ -69,15 +70,19 @@ def test_prefork_sighup_reload_under_load(rundir: Path, nginx: Callable[..., Fro
         assert not failures, f"{len(failures)} of {len(load.snapshot())} failed: {failures[:5]}"
 
 
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
 @pytest.mark.parametrize("method", ["prefork", "threaded"])
 def test_sighup_reload_under_load(
-    rundir: Path, nginx: Callable[..., Frontend], method: str
+    rundir: Path, nginx: Callable[..., Frontend], method: str, interface: str
 ) -> None:
-    """The same reload for both models, on a Unix socket; threaded: the one process drains,
-    re-executes itself (same pid) and serves the new code."""
+    """The same reload for both models and both interfaces, on a Unix socket; threaded: the one
+    process drains, re-executes itself (same pid) and serves the new code."""
     words = prefork("minspare=2", "maxspare=4") if method == "prefork" else ["method=threaded"]
     with ferrocgi(
-        rundir, [*words, "threads=4"] if method == "threaded" else words, transport="unix"
+        rundir,
+        [*words, "threads=4"] if method == "threaded" else words,
+        transport="unix",
+        app=APPS[interface],
     ) as srv:
         front = nginx(srv.backend)
         with Load(front.port, "/fcgi/info?sleep=0.05", concurrency=3) as load:
@@ -100,16 +105,17 @@ def test_sighup_reload_under_load(
         assert not failures, f"{len(failures)} of {len(load.snapshot())} failed: {failures[:5]}"
 
 
+@pytest.mark.parametrize("interface", ["wsgi", "asgi"])
 @pytest.mark.parametrize("method", ["prefork", "threaded"])
 def test_sigterm_finishes_slow_requests(
-    rundir: Path, nginx: Callable[..., Frontend], method: str
+    rundir: Path, nginx: Callable[..., Frontend], method: str, interface: str
 ) -> None:
     """SIGTERM with three 2-second requests in flight: all three complete with 200, then the
     process exits 0 and removes its socket file."""
     words = prefork("minspare=3", "maxspare=4") if method == "prefork" else ["threads=4"]
     if method == "threaded":
         words = ["method=threaded", *words]
-    with ferrocgi(rundir, words, transport="unix") as srv:
+    with ferrocgi(rundir, words, transport="unix", app=APPS[interface]) as srv:
         front = nginx(srv.backend)
         if method == "prefork":
             srv.wait_workers(lambda n: n >= 3, "3 workers")

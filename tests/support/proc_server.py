@@ -35,6 +35,8 @@ from support.harness import LOOPBACK, Backend, Proc
 from support.procfs import children, eventually
 
 APP = "proc_app:application"
+#: The app word for each interface (``proc_app`` has an ASGI twin of ``/info`` and ``/exit``).
+APPS = {"wsgi": APP, "asgi": "proc_app:asgi_application"}
 APP_SOURCE = harness.APPS / "proc_app.py"
 FERROCGI = str(harness.ferrocgi_command())
 PYTHON = sys.executable
@@ -243,8 +245,10 @@ def ferrocgi(
     wrapper: Sequence[str] = (),
     name: str = "ferrocgi",
     world_socket: bool = True,
+    app: str = APP,
 ) -> Iterator[Server]:
-    """``ferrocgi proc_app:application pythonpath=… log_level=debug ADDRESS WORDS``.
+    """``ferrocgi proc_app:application pythonpath=… log_level=debug ADDRESS WORDS``
+    (``app``: ``proc_app:asgi_application`` for its ASGI twin).
 
     ``transport`` ``tcp`` (a free 127.0.0.1 port) or ``unix`` (``socket=DIR/app.sock``, mode
     666 for nginx's ``nobody`` unless ``world_socket=False``), or ``none`` with ``address``
@@ -252,7 +256,7 @@ def ferrocgi(
     it left) after.
     """
     d = harness.instance_dir(rundir, name)
-    app = make_app(d, version)
+    app_dir = make_app(d, version)
     tag = uuid.uuid4().hex
     addr_words: list[str] = []
     if transport == "tcp":
@@ -267,8 +271,8 @@ def ferrocgi(
     argv = [
         *wrapper,
         FERROCGI,
-        APP,
-        f"pythonpath={app}",
+        app,
+        f"pythonpath={app_dir}",
         "log_level=debug",
         *addr_words,
         *words,
@@ -276,7 +280,7 @@ def ferrocgi(
     try:
         with harness.spawn(name, argv, d, env=clean_env(tag, env), pass_fds=pass_fds) as proc:
             backend = Backend(proc, "fcgi", transport, address, d / f"{name}.stderr")
-            server = Server(backend, d, app, tag, argv)
+            server = Server(backend, d, app_dir, tag, argv)
             harness.wait_until("'listening on'", proc, lambda: "listening on" in backend.log())
             harness.wait_until("the socket to accept", proc, lambda: harness.can_connect(address))
             yield server

@@ -55,13 +55,14 @@ const VALUE_CACHE_MAX_LEN: usize = 256;
 type KeyCache = HashMap<Box<[u8]>, Entry, BuildHasherDefault<Fnv>>;
 
 impl ServerInfo {
-    fn to_mapping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn to_mapping<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let d = PyDict::new(py);
         d.set_item("protocol", self.protocol)?;
         d.set_item("method", &self.method)?;
         d.set_item("threads", self.threads)?;
         d.set_item("processes", self.processes)?;
         d.set_item("status_path", &self.status_path)?;
+        d.set_item("interface", self.interface)?;
         d.set_item("version", env!("CARGO_PKG_VERSION"))?;
         // Read-only: every request's environ shares it (the base dict's copy is shallow).
         py.import("types")?.getattr("MappingProxyType")?.call1((d,))

@@ -360,6 +360,7 @@ impl PyHost<'_, '_> {
         if role == Role::Cgi {
             settings.server.protocol = Protocol::Cgi.name();
         }
+        settings.server.interface = "asgi";
         let kind = command::loop_kind(opts);
         if kind != asgi::LoopKind::Asyncio {
             // uvloop takes the thread that first imports it for the main thread (where it

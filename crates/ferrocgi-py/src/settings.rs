@@ -47,6 +47,8 @@ pub struct ServerInfo {
     pub processes: usize,
     /// The `status_path` option (the server's own status page), if set.
     pub status_path: Option<String>,
+    /// `wsgi` or `asgi`: how the application is called.
+    pub interface: &'static str,
 }
 
 impl HostSettings {
@@ -69,6 +71,7 @@ impl HostSettings {
                 method: opts.method.to_string(),
                 threads: opts.threads,
                 status_path: opts.status_path.clone(),
+                interface: "wsgi",
                 processes: if opts.method == Method::Prefork {
                     opts.maxchildren
                 } else {

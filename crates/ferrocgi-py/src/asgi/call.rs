@@ -52,6 +52,8 @@ pub(crate) struct CallState {
     pub(crate) send_waiter: Option<Py<PyAny>>,
     /// The application's task, kept alive until it is done.
     pub(crate) task: Option<Py<PyAny>>,
+    /// `slow_request` / `request_timeout` timers, cancelled when the task ends.
+    pub(crate) timers: Vec<Py<PyAny>>,
     /// REQUEST_URI, for log lines.
     pub(crate) uri: String,
 }
@@ -78,6 +80,7 @@ impl Call {
                 recv_waiters: Vec::new(),
                 send_waiter: None,
                 task: None,
+                timers: Vec::new(),
                 uri,
             }),
             consumed: Notify::new(),
@@ -635,6 +638,7 @@ impl TaskDone {
         let mut st = self.call.lock();
         st.app_done = true;
         st.task = None;
+        super::timers::disarm(py, std::mem::take(&mut st.timers));
         let uri = std::mem::take(&mut st.uri);
         let disconnected = st.disconnected;
         if let Some(tb) = &err {

@@ -21,6 +21,7 @@ mod bridge;
 mod call;
 mod lifespan;
 mod scope;
+mod timers;
 
 pub use lifespan::Mode as LifespanMode;
 
@@ -220,7 +221,12 @@ struct Setup {
     running: Option<lifespan::Running>,
 }
 
-fn setup(py: Python<'_>, app: &Bound<'_, PyAny>, conf: &LoopConfig) -> Result<Setup, String> {
+fn setup(
+    py: Python<'_>,
+    app: &Bound<'_, PyAny>,
+    settings: &HostSettings,
+    conf: &LoopConfig,
+) -> Result<Setup, String> {
     let (lp, name) = new_loop(py, conf.kind)?;
     let py_err = |e: PyErr| e.to_string();
     py.import("asyncio")
@@ -230,7 +236,7 @@ fn setup(py: Python<'_>, app: &Bound<'_, PyAny>, conf: &LoopConfig) -> Result<Se
     info!("ASGI application on an {name} event loop");
     let state = PyDict::new(py);
     let running = lifespan::startup(py, &ctx, app, conf.lifespan, &state)?;
-    let base = base_scope(py).map_err(py_err)?;
+    let base = base_scope(py, settings).map_err(py_err)?;
     Ok(Setup {
         state: running.as_ref().map(|_| state.unbind()),
         ctx,
@@ -239,8 +245,9 @@ fn setup(py: Python<'_>, app: &Bound<'_, PyAny>, conf: &LoopConfig) -> Result<Se
     })
 }
 
-/// The keys every `http` scope has the same.
-fn base_scope(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+/// The keys every `http` scope has the same. `extensions["ferrocgi.server"]` is the WSGI
+/// environ's `ferrocgi.server` mapping: how the server runs.
+fn base_scope<'py>(py: Python<'py>, s: &HostSettings) -> PyResult<Bound<'py, PyDict>> {
     let scope = PyDict::new(py);
     scope.set_item("type", "http")?;
     let asgi = PyDict::new(py);
@@ -249,6 +256,7 @@ fn base_scope(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
     scope.set_item("asgi", asgi)?;
     let extensions = PyDict::new(py);
     extensions.set_item("http.response.pathsend", PyDict::new(py))?;
+    extensions.set_item("ferrocgi.server", s.server.to_mapping(py)?)?;
     scope.set_item("extensions", extensions)?;
     Ok(scope)
 }
@@ -261,7 +269,7 @@ fn run_loop(
     conf: LoopConfig,
     ready: std::sync::mpsc::Sender<Result<(), String>>,
 ) {
-    let setup = match setup(py, app.bind(py), &conf) {
+    let setup = match setup(py, app.bind(py), &settings, &conf) {
         Ok(s) => s,
         Err(msg) => {
             let _ = ready.send(Err(msg));
@@ -377,8 +385,18 @@ impl Drain {
         let done = TaskDone { call: call.clone() };
         match task {
             Ok(task) => {
+                let running = !task.call_method0(pyo3::intern!(py, "done"))?.is_truthy()?;
                 task.call_method1(pyo3::intern!(py, "add_done_callback"), (done,))?;
-                call.lock().task = Some(task.unbind());
+                let timers = if running {
+                    let s = &self.settings;
+                    let lp = self.ctx.loop_.bind(py);
+                    timers::arm(lp, &call, s.slow_request, s.request_timeout)?
+                } else {
+                    Vec::new()
+                };
+                let mut st = call.lock();
+                st.task = Some(task.unbind());
+                st.timers = timers;
                 Ok(())
             }
             Err(e) => done.failed(py, &e),

@@ -33,14 +33,22 @@ def describe_server(server: Mapping[str, Any]) -> dict[str, str]:
     return {
         "protocol": PROTOCOLS.get(server["protocol"], server["protocol"]),
         "method": server["method"],
+        "interface": str(server.get("interface", "wsgi")).upper(),
         "workers": workers,
         "version": server["version"],
         "status_path": server.get("status_path") or "",
     }
 
 
+def server_of(request: HttpRequest) -> Mapping[str, Any] | None:
+    """ferrocgi's ``ferrocgi.server`` mapping: in the WSGI environ, or (ASGI) among the
+    scope's extensions."""
+    scope = getattr(request, "scope", None) or {}
+    return request.META.get("ferrocgi.server") or scope.get("extensions", {}).get("ferrocgi.server")
+
+
 def home(request: HttpRequest) -> HttpResponse:
-    server = request.META.get("ferrocgi.server")
+    server = server_of(request)
     context = {
         "site": settings.SITE_NAME,
         "server": describe_server(server) if server is not None else None,
