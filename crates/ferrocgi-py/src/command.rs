@@ -122,18 +122,20 @@ static HOST_OPTIONS: [HostOption; 4] = [
 const HOST_TITLE: &str = "Python options";
 
 const EXAMPLES: &str = "\x20 ferrocgi --method threaded --port 3033 mysite.wsgi:application\n\
+     \x20 ferrocgi mysite.asgi:application socket=/run/mysite.sock     # ASGI: Django's asgi.py, Starlette, FastAPI\n\
      \x20 ./manage.py runfcgi method=prefork socket=/home/user/mysite.sock pidfile=django.pid\n\
      \x20 runfastcgi(method=\"threaded\", daemonize=\"false\")    # in mysite.fcgi, spawned by the web server\n";
 
 /// `ferrocgi [OPTIONS] APP`: an APP is required; `daemonize` defaults to false.
 pub static CLI: Command = Command {
     usage: "Usage: ferrocgi [OPTIONS] APP\n\n\
-            Serves a WSGI application to a web server over FastCGI, SCGI or AJP13.\n\
-            APP is module:callable, or module for module:application (e.g. mysite.wsgi).\n\
+            Serves a WSGI or ASGI application to a web server over FastCGI, SCGI or AJP13.\n\
+            APP is module:callable, or module for module:application (e.g. mysite.wsgi,\n\
+            mysite.asgi); an async application (ASGI 3) runs on an event loop (see interface=).\n\
             ferrocgi status ADDRESS [--watch] [--json] shows a running server's pool and workers\n\
             (it needs status_path; ferrocgi status --help says more).\n",
     positional: Some(Positional {
-        missing: "ferrocgi: missing APP, the WSGI application as module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)",
+        missing: "ferrocgi: missing APP, the application as module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)",
         check: check_app,
     }),
     no_positional: "",
@@ -148,7 +150,8 @@ pub static CLI: Command = Command {
 pub static DJANGO: Command = Command {
     usage: "Usage: manage.py runfcgi [options as key=value ...]\n\n\
             Serves this Django project to a web server over FastCGI, SCGI or AJP13 (ferrocgi).\n\
-            The application comes from the WSGI_APPLICATION setting.\n",
+            The application comes from the WSGI_APPLICATION setting; with interface=asgi, from\n\
+            ASGI_APPLICATION, else Django's own ASGI handler.\n",
     positional: None,
     no_positional: "runfcgi takes no APP; the application comes from the WSGI_APPLICATION setting",
     detach_when_addressed: true,
@@ -161,7 +164,8 @@ pub static DJANGO: Command = Command {
 /// `daemonize` defaults to false.
 pub static EMBEDDED: Command = Command {
     usage: "Usage: ferrocgi.serve(app, bind, name=value, ...)\n\n\
-            Serves the WSGI application given in code to a web server over FastCGI, SCGI or AJP13.\n",
+            Serves the WSGI or ASGI application given in code to a web server over FastCGI, SCGI\n\
+            or AJP13.\n",
     positional: None,
     no_positional: "the application is given in code, not as a word",
     detach_when_addressed: false,
@@ -298,7 +302,7 @@ mod tests {
     fn the_cli_needs_an_app_and_django_refuses_one() {
         assert_eq!(
             run(&["port=3033"], &CLI).unwrap_err().to_string(),
-            "ferrocgi: missing APP, the WSGI application as module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)"
+            "ferrocgi: missing APP, the application as module:callable (example: ferrocgi --port 3033 mysite.wsgi:application)"
         );
         assert_eq!(
             run(&["mysite.wsgi:application"], &DJANGO).unwrap_err().to_string(),

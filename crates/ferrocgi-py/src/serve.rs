@@ -372,11 +372,13 @@ impl PyHost<'_, '_> {
             lifespan: command::lifespan(opts),
             shutdown_timeout: opts.graceful_timeout,
         };
+        // The loop ends after the application's lifespan shutdown, which may take its time.
+        let shutdown = conf.shutdown_timeout + std::time::Duration::from_secs(1);
         let (handler, thread) = self.py.detach(|| asgi::spawn(app, settings, conf))?;
         Ok(Serving {
             handler: PyHandler::Asgi(handler),
             io_threads: 0,
-            wait_ended: Box::new(move |t| thread.wait_ended(t)),
+            wait_ended: Box::new(move |t| thread.wait_ended(t.max(shutdown))),
             app_threads: 0,
             concurrency: opts.max_in_flight,
             wait_before_reload: true,
