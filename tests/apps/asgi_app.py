@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import urllib.parse
+from collections.abc import Mapping
 from typing import Any
 
 from asgi_validate import validate
@@ -37,12 +38,12 @@ def _events(line: str) -> None:
 
 
 def _plain(v: Any) -> Any:
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
     if isinstance(v, bytes):
         return v.decode("latin-1")
     if isinstance(v, (list, tuple)):
         return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
     return v
 
 

@@ -169,6 +169,10 @@ def test_scope(site: Site) -> None:
     assert all(name == name.lower() for name, _ in scope["headers"])
     assert scope["client"][0] == "127.0.0.1"
     assert isinstance(scope["server"][1], int)
+    server = scope["extensions"]["ferrocgi.server"]
+    assert server["interface"] == "asgi"
+    assert server["protocol"] == site.path.protocol
+    assert "http.response.pathsend" in scope["extensions"]
 
 
 @every_path

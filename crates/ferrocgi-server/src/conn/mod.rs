@@ -977,8 +977,12 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         // A FastCGI web server aborts a request by closing its connection (the spec, 3.5), and
         // AJP front ends close on an abort too: nobody reads a response past EOF, and the
         // application is told at once (ASGI's http.disconnect). An SCGI client may only have
-        // shut down its sending side, waiting for the answer.
-        let gone = C::PROTOCOL != crate::Protocol::Scgi;
+        // shut down its sending side, waiting for the answer, and a CGI request's stdin ends
+        // before its answer is written.
+        let gone = matches!(
+            C::PROTOCOL,
+            crate::Protocol::Fastcgi | crate::Protocol::Ajp13
+        );
         for r in &mut self.reqs {
             if r.body_tx.take().is_some() || gone {
                 r.shared.abort();
