@@ -180,18 +180,28 @@ mod tests {
 
     #[test]
     fn header_names_come_from_http_params() {
-        assert_eq!(
-            header_name(b"HTTP_ACCEPT_ENCODING").unwrap(),
-            b"accept-encoding"
-        );
-        assert_eq!(header_name(b"CONTENT_TYPE").unwrap(), b"content-type");
-        assert_eq!(header_name(b"HTTP_CONTENT_LENGTH"), None);
-        assert_eq!(header_name(b"REMOTE_ADDR"), None);
+        assert_eq!(header_name(b"HTTP_ACCEPT_ENCODING"), b"accept-encoding");
+        assert_eq!(header_name(b"CONTENT_TYPE"), b"content-type");
+        assert!(is_header(b"CONTENT_TYPE", b"text/plain"));
+        assert!(!is_header(b"CONTENT_LENGTH", b""));
+        assert!(!is_header(b"HTTP_CONTENT_LENGTH", b"3"));
+        assert!(!is_header(b"REMOTE_ADDR", b"127.0.0.1"));
+    }
+
+    #[test]
+    fn the_first_of_a_name_wins() {
+        let p: Params = [("REQUEST_METHOD", "POST"), ("REQUEST_METHOD", "GET")]
+            .into_iter()
+            .collect();
+        assert_eq!(Cgi::read(&p).method, Some(&b"POST"[..]));
     }
 
     #[test]
     fn http_versions_as_asgi_spells_them() {
-        let v = |s: &str| http_version(&[("SERVER_PROTOCOL", s)].into_iter().collect());
+        let v = |s: &str| {
+            let p: Params = [("SERVER_PROTOCOL", s)].into_iter().collect();
+            Cgi::read(&p).http_version()
+        };
         assert_eq!(v("HTTP/1.0"), "1.0");
         assert_eq!(v("HTTP/1.1"), "1.1");
         assert_eq!(v("HTTP/2.0"), "2");
