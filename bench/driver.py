@@ -40,15 +40,21 @@ MINIMAL = RUN / "bin" / "minimal-fcgi"
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
-ALL_APPS = ("hello", "payload", "post", "django", "io")
+PY_APPS = ("hello", "payload", "post", "django", "io")
+# The ASGI twins (bench/apps/benchasgi.py), served by ferrocgi's ASGI host and the ASGI peers;
+# "asleep" (an awaited 10 ms) runs at ASGI_SLEEP_CONNECTIONS: what one event loop is for.
+ASGI_APPS = ("ahello", "apayload", "apost", "astream", "adjango", "asleep")
+ASGI_SLEEP_CONNECTIONS = 256
+ALL_APPS = PY_APPS + ASGI_APPS
+POST_APPS = ("post", "apost")
 # The apps the issue's targets name; "io" (10 ms off the CPU) shows what threads are for.
 TARGET_APPS = ("hello", "payload", "post", "django")
-PY_APPS = ALL_APPS
 HELLO_ONLY = ("hello",)
 POST_BYTES = 16 * 1024
 PAYLOAD_BYTES = 64 * 1024
 UPLOAD_BYTES = 100 * 1024 * 1024
 BASELINES = ("uwsgi-fcgi", "granian")
+ASGI_PEERS = ("uvicorn", "granian-asgi", "hypercorn")
 
 
 @dataclass
@@ -196,8 +202,43 @@ def configs() -> list[Config]:
             "--interface wsgi, 2 workers",
         )
     )
+    out += asgi_configs(fc[0], sock, tcp, backlog)
     for i, c in enumerate(out):
         c.port = 18100 + i
+    return out
+
+
+def asgi_configs(ferrocgi: str, sock: Path, tcp: Callable[[], str], backlog: str) -> list[Config]:
+    """ferrocgi's ASGI host (FastCGI keep-conn) and the ASGI peers (HTTP behind nginx's proxy
+    with keepalive), 2 workers each; one threaded ferrocgi process beside them."""
+    app = "benchasgi:application"
+    fc = [ferrocgi, app, f"pythonpath={APPS_DIR}", "log_level=warn", "protocol=fcgi"]
+    out: list[Config] = []
+    for method, words, note in (
+        ("prefork", ["method=prefork", "maxchildren=2", "minspare=2", "maxspare=2"], "2 workers"),
+        ("threaded", ["method=threaded"], "1 process"),
+    ):
+        name = f"ferrocgi-asgi-fcgi-unix-{method}"
+        addr = f"unix:{sock / name}.sock"
+        cmd = fc + words + [f"socket={addr[5:]}", "socket_mode=666"]
+        out.append(
+            Config(name, "ferrocgi", "fcgi", ASGI_APPS, cmd, addr, f"ASGI, {note}, an event loop each")
+        )
+    a = tcp()
+    host, p = a.rsplit(":", 1)
+    uv = [venv_bin("uvicorn"), app, "--app-dir", str(APPS_DIR), "--host", host, "--port", p]
+    uv += ["--workers", "2", "--loop", "uvloop", "--http", "httptools", "--log-level", "warning"]
+    uv += ["--no-access-log", "--backlog", backlog]
+    out.append(Config("uvicorn", "peer", "http", ASGI_APPS, uv, a, "2 workers, uvloop + httptools"))
+    a = tcp()
+    host, p = a.rsplit(":", 1)
+    gr = [venv_bin("granian"), "--interface", "asgi", "--host", host, "--port", p, "--workers", "2"]
+    gr += ["--no-ws", "--log-level", "warning", "--backlog", backlog, "--working-dir", str(APPS_DIR), app]
+    out.append(Config("granian-asgi", "peer", "http", ASGI_APPS, gr, a, "--interface asgi, 2 workers"))
+    a = tcp()
+    hc = [venv_bin("hypercorn"), "--workers", "2", "--worker-class", "uvloop", "--bind", a]
+    hc += ["--backlog", backlog, "--log-level", "warning", app]
+    out.append(Config("hypercorn", "peer", "http", ASGI_APPS, hc, a, "2 workers, uvloop"))
     return out
 
 
@@ -348,8 +389,8 @@ def http_get(port: int, path: str, body: bytes | None = None, timeout: float = 1
 def check_app(port: int, app: str) -> str | None:
     """One request per app through nginx; None when the answer is right, else why not."""
     try:
-        if app == "post":
-            status, body = http_get(port, "/post", b"x" * POST_BYTES)
+        if app in POST_APPS:
+            status, body = http_get(port, f"/{app}", b"x" * POST_BYTES)
             ok = body == str(POST_BYTES).encode()
         else:
             status, body = http_get(port, f"/{app}")
@@ -358,6 +399,11 @@ def check_app(port: int, app: str) -> str | None:
                 "io": body == b"Hello, world!",
                 "payload": len(body) == PAYLOAD_BYTES,
                 "django": b"FERROCGI BENCH" in body,
+                "ahello": body == b"Hello, world!",
+                "asleep": body == b"Hello, world!",
+                "apayload": len(body) == PAYLOAD_BYTES,
+                "astream": len(body) == 100 * 100,
+                "adjango": b"FERROCGI BENCH" in body,
             }[app]
     except OSError as e:
         return f"{app}: {e}"
@@ -377,7 +423,7 @@ def start_server(cfg: Config, logs: Path) -> Proc | None:
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{cfg.name} exited with {proc.p.returncode}; see {proc.log}")
-        problem = check_app(cfg.port, "hello")
+        problem = check_app(cfg.port, cfg.apps[0])
         if problem is None:
             return proc
         last = problem
@@ -433,7 +479,7 @@ class Sample:
 
 def run_wrk(port: int, app: str, conns: int, seconds: int, lua: dict[str, Path]) -> dict[str, float]:
     """One wrk run (whole seconds: wrk takes no fractions); its numbers from the Lua `done` hook."""
-    script = lua["post" if app == "post" else "get"]
+    script = lua["post" if app in POST_APPS else "get"]
     threads = min(2, conns)
     cmd = [
         WRK,
@@ -551,8 +597,9 @@ def main_rounds(cfgs: list[Config], run: Run, logs: Path, lua: dict[str, Path], 
 
             def body(proc: Proc | None, cfg: Config = cfg, rnd: int = rnd) -> None:
                 for app in cfg.apps:
-                    run_wrk(cfg.port, app, run.connections, warmup, lua)
-                    s = measure(cfg, proc, app, run.connections, run.seconds, rnd, lua)
+                    conns = ASGI_SLEEP_CONNECTIONS if app == "asleep" else run.connections
+                    run_wrk(cfg.port, app, conns, warmup, lua)
+                    s = measure(cfg, proc, app, conns, run.seconds, rnd, lua)
                     run.samples.append(s)
                     flag = " STUCK?" if s.stuck else ""
                     cpu = f"{s.cpu_us_per_req:.0f}" if s.cpu_us_per_req is not None else "-"
@@ -666,7 +713,7 @@ def versions() -> dict[str, str]:
     py = venv_bin("python")
     code = (
         "import importlib.metadata as m\n"
-        "for n in ('ferrocgi','flup','uWSGI','gunicorn','granian','Django'):\n"
+        "for n in ('ferrocgi','flup','uWSGI','gunicorn','granian','Django','uvicorn','hypercorn','uvloop'):\n"
         "    try: print(n, m.version(n))\n"
         "    except Exception: print(n, 'missing')\n"
     )
@@ -687,6 +734,28 @@ def med(xs: list[float]) -> float:
 
 # Suffixes of rows that are another row plus one option (see configs()).
 OPTION_ROWS = ("-status", "-accesslog")
+
+
+def asgi_checks(get: Callable[[str, str, str], float | None]) -> list[tuple[str, str, str]]:
+    """Issue 18's targets: each ASGI row ≥ 1.2× the fastest ASGI peer of its round, and server
+    CPU per request ≤ 0.75× that of the peer with the least."""
+    rows: list[tuple[str, str, str]] = []
+    for app in ASGI_APPS:
+        for cfg in ("ferrocgi-asgi-fcgi-unix-prefork", "ferrocgi-asgi-fcgi-unix-threaded"):
+            v = get(app, cfg, "x_best_asgi")
+            rows.append((f"{cfg} {app} ≥ 1.2× the best ASGI peer", fmt(v, ".2f") + "×", _ok(v, 1.2, True)))
+            ours = get(app, cfg, "cpu_us_per_req")
+            peers = [c for c in (get(app, p, "cpu_us_per_req") for p in ASGI_PEERS) if c]
+            best = min(peers) if peers else None
+            ratio = ours / best if ours and best else None
+            rows.append(
+                (
+                    f"{cfg} {app} CPU/req ≤ 0.75× the best peer's",
+                    f"{fmt(ours)} vs {fmt(best)} µs ({fmt(ratio, '.2f')}×)",
+                    _ok(ratio, 0.75, False),
+                )
+            )
+    return rows
 
 
 def summarize(run: Run) -> dict[str, dict[str, dict[str, object]]]:
@@ -710,9 +779,13 @@ def summarize(run: Run) -> dict[str, dict[str, dict[str, object]]]:
             else None,
             "peak_rss_mib": max((s.peak_rss_mib for s in ss if s.peak_rss_mib is not None), default=None),
         }
-        for base in BASELINES:
+        for base in BASELINES + ASGI_PEERS:
             ratios = [s.rps / rps_of[(app, base, s.round)] for s in ss if rps_of.get((app, base, s.round))]
             row[f"x_{base}"] = med(ratios) if ratios else None
+        # Against the fastest ASGI peer of each round.
+        best = [max((rps_of.get((app, b, s.round)) or 0) for b in ASGI_PEERS) for s in ss]
+        ratios = [s.rps / b for s, b in zip(ss, best, strict=True) if b]
+        row["x_best_asgi"] = med(ratios) if ratios else None
         # A row that differs from another by one option (`-status`, `-accesslog`) is compared
         # with it round by round, as the peers are: rounds drift together on a shared machine.
         plain = next((cfg[: -len(x)] for x in OPTION_ROWS if cfg.endswith(x)), None)
@@ -731,6 +804,15 @@ def fmt(v: object, spec: str = ".0f") -> str:
     return str(v)
 
 
+WSGI_RATIO_COLUMNS = [("×uWSGI-fcgi", "x_uwsgi-fcgi"), ("×Granian", "x_granian")]
+ASGI_RATIO_COLUMNS = [
+    ("×uvicorn", "x_uvicorn"),
+    ("×Granian-ASGI", "x_granian-asgi"),
+    ("×Hypercorn", "x_hypercorn"),
+    ("×best peer", "x_best_asgi"),
+]
+
+
 def markdown(run: Run, cfgs: list[Config], summary: dict[str, dict[str, dict[str, object]]]) -> str:
     label = "QUICK SMOKE RUN (numbers meaningless)" if run.quick else "preliminary (machine shared)"
     m = run.machine
@@ -746,18 +828,23 @@ def markdown(run: Run, cfgs: list[Config], summary: dict[str, dict[str, dict[str
         "req/s, p50, p99, CPU: median over rounds; RSS: peak sum over the server's process tree; errors: sum "
         "over rounds (wrk connect/read/write/timeout + non-2xx); *stuck*: rounds where req/s × mean latency < "
         "connections / 2 (connections that never got an answer); ×uWSGI / ×Granian: ratio of req/s to "
-        "uwsgi-fcgi / granian in the same round, median over rounds.",
+        "uwsgi-fcgi / granian in the same round, median over rounds; the ASGI tables (a…) likewise against "
+        "uvicorn, granian-asgi, hypercorn and the fastest of them in each round.",
         "",
     ]
     for app in ALL_APPS:
         rows = summary.get(app, {})
         if not rows:
             continue
+        ratio_cols = ASGI_RATIO_COLUMNS if app in ASGI_APPS else WSGI_RATIO_COLUMNS
+        title = f"{app} ({ASGI_SLEEP_CONNECTIONS} connections)" if app == "asleep" else app
         out += [
-            f"## {app}",
+            f"## {title}",
             "",
-            "| server | req/s | p50 ms | p99 ms | errors | stuck | CPU µs/req | peak RSS MiB | ×uWSGI-fcgi | ×Granian |",
-            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| server | req/s | p50 ms | p99 ms | errors | stuck | CPU µs/req | peak RSS MiB | "
+            + " | ".join(h for h, _ in ratio_cols)
+            + " |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + " ---: |" * len(ratio_cols),
         ]
         for c in cfgs:
             r = rows.get(c.name)
@@ -766,7 +853,8 @@ def markdown(run: Run, cfgs: list[Config], summary: dict[str, dict[str, dict[str
             out.append(
                 f"| {c.name} | {fmt(r['rps'])} | {fmt(r['p50_ms'], '.2f')} | {fmt(r['p99_ms'], '.2f')} | "
                 f"{r['errors']} | {r['stuck_rounds']} | {fmt(r['cpu_us_per_req'])} | {fmt(r['peak_rss_mib'], '.1f')} | "
-                f"{fmt(r['x_uwsgi-fcgi'], '.2f')} | {fmt(r['x_granian'], '.2f')} |"
+                + " | ".join(fmt(r.get(k), ".2f") for _, k in ratio_cols)
+                + " |"
             )
         out.append("")
     out += ["Configurations:", ""]
@@ -852,6 +940,7 @@ def targets(run: Run, summary: dict[str, dict[str, dict[str, object]]]) -> list[
                 _ok(ratio, 0.95, True),
             )
         )
+    rows += asgi_checks(get)
     rh, mf = get("hello", "ferrocgi-rust-hello", "rps"), get("hello", "minimal-fcgi", "rps")
     ratio = rh / mf if rh and mf else None
     rows.append(("pure-Rust hello ≥ 0.95× minimal-fcgi", fmt(ratio, ".2f") + "×", _ok(ratio, 0.95, True)))

@@ -2,4 +2,4 @@ from django.urls import path
 
 from benchsite import views
 
-urlpatterns = [path("django/", views.page)]
+urlpatterns = [path("django/", views.page), path("adjango/", views.apage)]

@@ -8,3 +8,8 @@ ROWS = [
 
 def page(request: HttpRequest) -> HttpResponse:
     return render(request, "page.html", {"title": "ferrocgi bench", "rows": ROWS, "path": request.path})
+
+
+async def apage(request: HttpRequest) -> HttpResponse:
+    """The same page from an async view (the ASGI rows' ``/adjango``)."""
+    return render(request, "page.html", {"title": "ferrocgi bench", "rows": ROWS, "path": request.path})
