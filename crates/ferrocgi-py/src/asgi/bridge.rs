@@ -8,6 +8,7 @@
 use super::call::Call;
 use ferrocgi_server::{Params, Protocol, Responder, StreamError};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A request the loop is to start.
@@ -31,10 +32,15 @@ pub(crate) enum Event {
     Stop,
 }
 
+/// Most looks at the queue in one callback.
+const DRAIN_PASSES: usize = 4;
+
 /// The queue and its eventfd.
 pub(crate) struct Bridge {
     queue: Mutex<Vec<Event>>,
     fd: OwnedFd,
+    /// The loop is emptying the queue and looks again before it stops: no need to wake it.
+    draining: AtomicBool,
 }
 
 impl Bridge {
@@ -46,6 +52,7 @@ impl Bridge {
         }
         Ok(Arc::new(Bridge {
             queue: Mutex::new(Vec::new()),
+            draining: AtomicBool::new(false),
             // SAFETY: `fd` was just opened and nothing else owns it.
             fd: unsafe { OwnedFd::from_raw_fd(fd) },
         }))
@@ -63,21 +70,50 @@ impl Bridge {
             q.push(ev);
             q.len() == 1
         };
-        if was_empty {
-            let one = 1u64.to_ne_bytes();
-            // SAFETY: writes 8 bytes from a live buffer to our own descriptor. A full counter
-            // (EAGAIN) already means "readable", which is all a wake-up needs.
-            unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        if was_empty && !self.draining.load(Ordering::SeqCst) {
+            self.wake();
         }
     }
 
-    /// Everything queued so far (the loop's reader callback). The eventfd is read first: an
-    /// event pushed after that read writes it again, so none is left without a wake-up.
-    pub(crate) fn take(&self) -> Vec<Event> {
+    /// Runs `each` on every event queued, looking again until the queue stays empty, at most
+    /// `DRAIN_PASSES` times (then the loop runs its ready tasks, and comes back at once: the
+    /// eventfd is written). While it runs, pushing does not write the eventfd: a busy loop is
+    /// not woken again for what it finds anyway. The flag is cleared before the last look, so
+    /// an event pushed after that look writes the eventfd.
+    pub(crate) fn drain(&self, mut each: impl FnMut(Event)) {
         let mut buf = [0u8; 8];
         // SAFETY: reads at most 8 bytes into a live buffer from our own descriptor; EAGAIN
         // (nothing to read) is fine.
         unsafe { libc::read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        self.draining.store(true, Ordering::SeqCst);
+        for _ in 0..DRAIN_PASSES {
+            let events = self.take();
+            if events.is_empty() {
+                break;
+            }
+            events.into_iter().for_each(&mut each);
+        }
+        self.draining.store(false, Ordering::SeqCst);
+        if !self.is_empty() {
+            self.wake();
+        }
+    }
+
+    fn wake(&self) {
+        let one = 1u64.to_ne_bytes();
+        // SAFETY: writes 8 bytes from a live buffer to our own descriptor. A full counter
+        // (EAGAIN) already means "readable", which is all a wake-up needs.
+        unsafe { libc::write(self.fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+    }
+
+    fn take(&self) -> Vec<Event> {
         std::mem::take(&mut *self.queue.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty()
     }
 }

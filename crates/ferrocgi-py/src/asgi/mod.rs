@@ -344,7 +344,7 @@ struct Drain {
 impl Drain {
     fn __call__(&self, py: Python<'_>) {
         crate::response::release_deferred(py);
-        for ev in self.bridge.take() {
+        self.bridge.drain(|ev| {
             let r = match ev {
                 Event::Start(nc) => self.start(py, *nc),
                 Event::Body(call) | Event::Disconnect(call) => call::wake_receivers(py, &call),
@@ -354,7 +354,7 @@ impl Drain {
             if let Err(e) = r {
                 error!("ASGI event: {e}");
             }
-        }
+        });
     }
 }
 
