@@ -20,6 +20,7 @@ import random
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -396,3 +397,53 @@ def test_status_page_counts_asgi_requests(rundir: Path) -> None:
         raw = cgi_body(fcgi_get(b.address, "/status", "json"))
     status = json.loads(raw)
     assert status["accepted conn"] >= 5
+
+
+def test_cgi_mode_serves_one_asgi_request(rundir: Path) -> None:
+    """Started without a socket (fd 0 not one), as a CGI program: one request, then exit, with
+    lifespan around it."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(harness.APPS),
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/sleep",
+        "QUERY_STRING": "s=0",
+        "SERVER_NAME": "localhost",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    done = subprocess.run(
+        [str(harness.ferrocgi_command()), "asgi_app:application"],
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=rundir,
+        capture_output=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    head, _, body = done.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 200"), done.stdout
+    assert json.loads(body)["pid"] > 0
+    assert b"lifespan shutdown complete" in done.stderr
+
+
+def test_serve_from_code(rundir: Path) -> None:
+    """``ferrocgi.serve(app, bind, ...)`` with an ASGI application."""
+    port = harness.free_port()
+    code = (
+        "import sys, ferrocgi\n"
+        f"sys.path.insert(0, {str(harness.APPS)!r})\n"
+        "import asgi_app\n"
+        f"ferrocgi.serve(asgi_app.application, '127.0.0.1:{port}', method='threaded')\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=rundir, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    try:
+        eventually("the server to listen", lambda: harness.can_connect(("127.0.0.1", port)), 20)
+        assert b"Status: 200" in fcgi_get(("127.0.0.1", port), "/sleep", "s=0")
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert b"serving the application as ASGI 3" in err
