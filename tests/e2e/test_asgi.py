@@ -447,3 +447,13 @@ def test_serve_from_code(rundir: Path) -> None:
         _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert b"serving the application as ASGI 3" in err
+
+
+def test_forcing_the_wrong_interface_is_warned_about(rundir: Path) -> None:
+    with contextlib.ExitStack() as stack:
+        backend = stack.enter_context(
+            harness.start_wsgi(rundir, "wsgi:application", extra={"interface": "asgi"})
+        )
+        log = backend.log()
+    assert "serving the application as ASGI 3" in log
+    assert "interface=asgi, but the application's call is not a coroutine function" in log

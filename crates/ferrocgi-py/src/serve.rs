@@ -235,10 +235,11 @@ impl ferrocgi_server::Handler for PyHandler {
 /// Whether `app` is served as ASGI under `interface`; logged, since `auto` decides by
 /// looking at the application.
 fn decide_asgi(py: Python<'_>, app: &Bound<'_, PyAny>, interface: Interface) -> bool {
+    let looks_asgi = asgi::is_asgi(py, app).unwrap_or(false);
     let asgi = match interface {
         Interface::Wsgi => false,
         Interface::Asgi => true,
-        Interface::Auto => asgi::is_asgi(py, app).unwrap_or(false),
+        Interface::Auto => looks_asgi,
     };
     let how = match (interface, asgi) {
         (Interface::Auto, true) => " (interface=auto: its call is a coroutine function)",
@@ -249,6 +250,14 @@ fn decide_asgi(py: Python<'_>, app: &Bound<'_, PyAny>, interface: Interface) -> 
         "serving the application as {}{how}",
         if asgi { "ASGI 3" } else { "WSGI" }
     );
+    if interface != Interface::Auto && asgi != looks_asgi {
+        let (is, told) = if looks_asgi {
+            ("is a coroutine function (ASGI)", "wsgi")
+        } else {
+            ("is not a coroutine function (WSGI?)", "asgi")
+        };
+        tracing::warn!("interface={told}, but the application's call {is}: its requests will likely fail; interface=auto decides by the call");
+    }
     asgi
 }
 

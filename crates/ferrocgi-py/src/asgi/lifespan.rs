@@ -244,8 +244,18 @@ fn run_startup(
     lifespan.lock().phase_done = Some(done.clone().unbind());
     let receive = Bound::new(py, Receive(lifespan.clone()))?;
     let send = Bound::new(py, Send(lifespan.clone()))?;
-    let coro = app.call1((scope, receive, send))?;
-    let task = ctx.loop_.bind(py).call_method1("create_task", (coro,))?;
+    // An application that cannot even be called with the lifespan scope (a WSGI callable, a
+    // sync one) has no lifespan support either.
+    let started = app
+        .call1((scope, receive, send))
+        .and_then(|coro| ctx.loop_.bind(py).call_method1("create_task", (coro,)));
+    let task = match started {
+        Ok(task) => task,
+        Err(e) => {
+            let name = e.get_type(py).name()?;
+            return Ok(Outcome::Raised(format!("{name}: {}", e.value(py))));
+        }
+    };
     task.call_method1(
         "add_done_callback",
         (Bound::new(py, TaskDone(lifespan.clone()))?,),
