@@ -208,7 +208,8 @@ fn gone(st: &CallState) -> bool {
     st.chunk.is_none() && (st.disconnected || (st.body_done && st.ended))
 }
 
-fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+/// Gives a future its result, unless it is done already (cancelled by its awaiter).
+pub(crate) fn resolve(py: Python<'_>, fut: &Py<PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
     let fut = fut.bind(py);
     if !fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
         fut.call_method1(pyo3::intern!(py, "set_result"), (value,))?;

@@ -5,7 +5,7 @@
 //! one without lifespan support (Django's `ASGIHandler` raises for any scope but `http`), and
 //! serves without it; `lifespan=on` makes that a start-up error; `off` never calls it.
 
-use super::call::Done;
+use super::call::{resolve, Done};
 use super::LoopCtx;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -70,13 +70,10 @@ impl Lifespan {
     }
 
     fn wake(&self, py: Python<'_>, st: &mut State) -> PyResult<()> {
-        if let Some(fut) = st.phase_done.take() {
-            let fut = fut.bind(py);
-            if !fut.call_method0("done")?.is_truthy()? {
-                fut.call_method1("set_result", (py.None(),))?;
-            }
+        match st.phase_done.take() {
+            Some(fut) => resolve(py, &fut, py.None().bind(py)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     fn deliver(&self, py: Python<'_>, st: &mut State) -> PyResult<()> {
@@ -85,7 +82,7 @@ impl Lifespan {
         }
         if let Some(fut) = st.waiter.take() {
             let msg = event(py, st.pending.remove(0))?;
-            fut.bind(py).call_method1("set_result", (msg,))?;
+            resolve(py, &fut, msg.as_any())?;
         }
         Ok(())
     }
