@@ -30,8 +30,8 @@ from pathlib import Path
 
 import pytest
 
-from support import harness, wire
-from support.harness import Backend, Frontend, Reply, send
+from support import asgi, harness, wire
+from support.harness import Backend
 from support.procfs import children, eventually
 
 MIB = 1024 * 1024
@@ -60,43 +60,12 @@ PATHS = [
     AsgiPath("lighttpd-fcgi-tcp", "lighttpd", "fcgi", "tcp", notices_client_abort=False),
 ]
 
-STARTERS = {
-    "nginx": harness.start_nginx,
-    "apache": harness.start_apache,
-    "lighttpd": harness.start_lighttpd,
-}
-
 
 @dataclass
-class Site:
-    path: AsgiPath
-    backend: Backend
-    frontend: Frontend
-    events: Path  # $ASGI_EVENTS
-    violations: Path  # $ASGI_VALIDATOR_LOG
+class Site(asgi.Site):
+    """One path of PATHS, running (``path`` is keyword-only: the base's fields come first)."""
 
-    @property
-    def prefix(self) -> str:
-        return self.frontend.prefix
-
-    def request(
-        self,
-        method: str,
-        route: str,
-        body: bytes | Iterable[bytes] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        conn = self.frontend.connection()
-        try:
-            return send(conn, method, self.prefix + route, body, headers)
-        finally:
-            conn.close()
-
-    def get(self, route: str) -> Reply:
-        return self.request("GET", route)
-
-    def event_lines(self) -> list[str]:
-        return self.events.read_text().splitlines() if self.events.exists() else []
+    path: AsgiPath = field(kw_only=True)
 
 
 @contextlib.contextmanager
@@ -119,8 +88,8 @@ def site(request: pytest.FixtureRequest, rundir: Path) -> Iterator[Site]:
         backend, events, violations = stack.enter_context(
             asgi_server(rundir, path.protocol, path.transport, path.extra, path.id)
         )
-        frontend = stack.enter_context(STARTERS[path.server](rundir, backend))
-        yield Site(path, backend, frontend, events, violations)
+        frontend = stack.enter_context(asgi.STARTERS[path.server](rundir, backend))
+        yield Site(backend, frontend, events, violations, path=path)
 
 
 @pytest.fixture(autouse=True)
@@ -130,7 +99,7 @@ def validator_stays_quiet(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     site: Site = request.getfixturevalue("site")
     yield
-    found = site.violations.read_text() if site.violations.exists() else ""
+    found = site.violations_found()
     assert not found, "ASGI validator:\n" + found
 
 

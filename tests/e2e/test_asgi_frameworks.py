@@ -16,13 +16,12 @@ import json
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from support import harness
-from support.harness import Backend, Frontend, Reply, send
+from support import asgi, harness
+from support.asgi import Site
 from support.procfs import eventually
 
 MIB = 1024 * 1024
@@ -41,38 +40,6 @@ SITES = {
     "fastapi-nginx-scgi": ("fastapi_app:application", "nginx", "scgi", {}),
     "fastapi-lighttpd-fcgi-prefork": ("fastapi_app:application", "lighttpd", "fcgi", PREFORK),
 }
-STARTERS = {
-    "nginx": harness.start_nginx,
-    "apache": harness.start_apache,
-    "lighttpd": harness.start_lighttpd,
-}
-
-
-@dataclass
-class Site:
-    backend: Backend
-    frontend: Frontend
-    events: Path
-    violations: Path
-
-    def request(
-        self,
-        method: str,
-        route: str,
-        body: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        conn = self.frontend.connection()
-        try:
-            return send(conn, method, self.frontend.prefix + route, body, headers)
-        finally:
-            conn.close()
-
-    def get(self, route: str) -> Reply:
-        return self.request("GET", route)
-
-    def event_lines(self) -> list[str]:
-        return self.events.read_text().splitlines() if self.events.exists() else []
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +58,7 @@ def site(request: pytest.FixtureRequest, rundir: Path) -> Iterator[Site]:
         backend = stack.enter_context(
             harness.start_wsgi(rundir, app, protocol, env=env, extra=extra)
         )
-        frontend = stack.enter_context(STARTERS[server](rundir, backend))
+        frontend = stack.enter_context(asgi.STARTERS[server](rundir, backend))
         yield Site(backend, frontend, events, violations)
     assert not violations.exists(), violations.read_text()
 
