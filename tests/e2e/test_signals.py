@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -156,6 +157,53 @@ def test_sigterm_finishes_slow_requests(
         assert not Path(srv.backend.path).exists(), "the socket file was left behind"
         if method == "prefork":
             assert not children(srv.pid)
+
+
+def late_request(address: tuple[str, int] | str) -> str:
+    """A FastCGI request on a new connection: ``refused``, ``served``, or what went wrong."""
+    try:
+        got = fcgi_json(address)
+    except ConnectionRefusedError:
+        return "refused"
+    except (OSError, AssertionError) as e:
+        return repr(e)
+    return "served" if got.get("pid") else repr(got)
+
+
+@pytest.mark.parametrize(
+    ("method", "words", "expect"),
+    [
+        ("prefork", prefork("minspare=2", "maxspare=2", "threads=2"), "refused"),
+        ("prefork-inline", prefork("minspare=2", "maxspare=2"), "served"),
+        ("threaded", ["method=threaded", "threads=4"], "refused"),
+    ],
+)
+def test_a_connection_arriving_during_a_stop_is_refused_or_served(
+    rundir: Path, method: str, words: list[str], expect: str
+) -> None:
+    """While a stop finishes a 2 s request in flight, a new connection is refused at once (a
+    front end tries the next server) or, where the socket is still held by a worker whose
+    Python runs on its I/O thread (prefork with threads=1), taken and served when that worker
+    gets back to its loop. Never queued on a socket nobody will take from, to be reset at an
+    exit after the front end sent its request (nginx does not retry a POST it sent): a prefork
+    worker inherits the supervisor's descriptors of the socket and must close those too."""
+    with ferrocgi(rundir, words, transport="tcp") as srv:
+        if method.startswith("prefork"):
+            srv.wait_workers(lambda n: n >= 2, "2 workers")
+        slow: list[Any] = []
+        t = threading.Thread(target=lambda: slow.append(fcgi_json(srv.address, query="sleep=2")))
+        t.start()
+        since = srv.mark()
+        srv.wait_log("accepted connection", since, 5)
+        time.sleep(0.2)
+        os.kill(srv.pid, signal.SIGTERM)
+        srv.wait_log("stopping: no new connections", since, 5)
+        time.sleep(0.3)
+        assert srv.proc.popen.poll() is None, "the server stopped before its request ended"
+        assert late_request(srv.address) == expect, srv.tail()
+        t.join(10)
+        assert slow and slow[0]["slept"] == 2.0, srv.tail()
+        assert srv.proc.popen.wait(10) == 0, srv.tail()
 
 
 def test_prefork_sigterm_right_after_start_stops_promptly(rundir: Path) -> None:

@@ -244,25 +244,14 @@ def test_kill_9_fails_only_what_was_in_flight_and_the_host_comes_back(cluster: C
     print(f"{cluster.balancer}: kill -9 failed {len(failed)} requests: {classified}")
 
 
-def take_out_of_nginx(cluster: Cluster, host: AppHost) -> None:
-    """docs/scaling.md's first step of a drain behind nginx: mark the host `down` and reload
-    nginx (its old workers finish what they have, new ones never pick the host)."""
-    conf = cluster.run / "nginx.conf"
-    text = conf.read_text()
-    line = f"server {host.net.address}:3033 "
-    assert line in text, text
-    conf.write_text(text.replace(line, f"server {host.net.address}:3033 down "))
-    os.kill(int((cluster.run / "nginx.pid").read_text()), signal.SIGHUP)
-    time.sleep(1.0)
-
-
 def test_graceful_drain_loses_nothing(cluster: Cluster) -> None:
+    """A plain SIGTERM to one host under load, behind either balancer: the host stops accepting
+    (new connections are refused, and the balancer sends them to another), finishes what it has,
+    and exits; no request fails. Then it comes back and is used again."""
     victim = cluster.hosts[2]
     with Load(cluster.port) as load:
         wait_results(load, 40)
         start = time.monotonic()
-        if cluster.balancer == "nginx":
-            take_out_of_nginx(cluster, victim)
         os.kill(victim.supervisor(), signal.SIGTERM)
         procfs.eventually("the drained host gone", lambda: not victim.pids(), 40)
         wait_results(load, 60)
@@ -270,12 +259,36 @@ def test_graceful_drain_loses_nothing(cluster: Cluster) -> None:
         assert not failed, failed[:5]
         victim.stop()
         victim.start()
-        if cluster.balancer == "nginx":
-            conf = cluster.run / "nginx.conf"
-            conf.write_text(conf.read_text().replace(" down ", " "))
-            os.kill(int((cluster.run / "nginx.pid").read_text()), signal.SIGHUP)
         back = time.monotonic()
         procfs.eventually("the host used again", lambda: "host3" in sites_seen(load, back), 30)
+    assert not load.failures(), load.failures()[:5]
+
+
+def set_down(cluster: Cluster, host: AppHost, down: bool) -> None:
+    """docs/scaling.md's way to keep a host out of nginx's upstream: mark it ``down`` (or no
+    longer) and reload nginx."""
+    conf = cluster.run / "nginx.conf"
+    up, marked = f"server {host.net.address}:3033 ", f"server {host.net.address}:3033 down "
+    text = conf.read_text()
+    assert (marked if not down else up) in text, text
+    conf.write_text(text.replace(up, marked) if down else text.replace(marked, up))
+    os.kill(int((cluster.run / "nginx.pid").read_text()), signal.SIGHUP)
+
+
+def test_a_host_marked_down_gets_nothing_until_it_is_back(cluster: Cluster) -> None:
+    if cluster.balancer != "nginx":
+        pytest.skip("HAProxy takes a host out by its health check")
+    victim = cluster.hosts[1]
+    with Load(cluster.port) as load:
+        wait_results(load, 20)
+        set_down(cluster, victim, True)
+        time.sleep(1.0)  # nginx's old workers finish what they had
+        out = time.monotonic()
+        wait_results(load, 60)
+        assert "host2" not in sites_seen(load, out)
+        set_down(cluster, victim, False)
+        back = time.monotonic()
+        procfs.eventually("the host used again", lambda: "host2" in sites_seen(load, back), 30)
     assert not load.failures(), load.failures()[:5]
 
 

@@ -375,9 +375,15 @@ fn run_prefork<A: AppHost>(
     let worker_listener = RefCell::new(Some(listener.try_clone_unguarded()?));
     let listener = RefCell::new(Some(listener));
     let reopen = ready.reopen.clone();
-    let mut run_worker = |setup: WorkerSetup| match worker_listener.borrow().as_ref() {
-        Some(l) => run_worker(opts, host, l, &reopen, setup),
-        None => 0,
+    // In the forked child: the worker owns its copy, and drops the supervisor's. A copy kept
+    // by inheritance would hold the socket open after the worker's stop until its exit, and
+    // the connections queued meanwhile would be reset (by then the front end sent requests).
+    let mut run_worker = |setup: WorkerSetup| {
+        listener.borrow_mut().take();
+        match worker_listener.borrow_mut().take() {
+            Some(l) => run_worker(opts, host, l, &reopen, setup),
+            None => 0,
+        }
     };
     let end = prefork::supervise(
         &settings,
@@ -407,18 +413,11 @@ fn run_prefork<A: AppHost>(
 fn run_worker<A: AppHost>(
     opts: &Options,
     host: &A,
-    worker_listener: &Listener,
+    listener: Listener,
     reopen: &ReopenLogs,
     setup: WorkerSetup,
 ) -> i32 {
     let index = setup.index;
-    let listener = match worker_listener.try_clone_unguarded() {
-        Ok(l) => l,
-        Err(e) => {
-            error!("worker {index}: cannot use the listening socket: {e}");
-            return 1;
-        }
-    };
     let role = Role::Worker {
         inline: opts.threads == 1,
     };
