@@ -6,12 +6,12 @@ use bytes::{Bytes, BytesMut};
 use ferrocgi_proto::{ajp13, fastcgi};
 use ferrocgi_server::{
     Handler, Listener, Protocol, Request, Responder, ResponseHead, Server, ServerConfig, Stop,
-    StreamError,
+    StreamError, UnixSocketOptions,
 };
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -102,7 +102,18 @@ fn start_with(
     setup: impl FnOnce(Server<TestApp>) -> Server<TestApp>,
 ) -> Running {
     let listener = Listener::bind_tcp("127.0.0.1:0".parse().unwrap(), 64).unwrap();
-    let addr = listener.local_tcp_addr().unwrap();
+    start_on(listener, config, setup)
+}
+
+/// [`start_with`] on a listener of the test's own (`addr` is meaningful for TCP only).
+fn start_on(
+    listener: Listener,
+    config: ServerConfig,
+    setup: impl FnOnce(Server<TestApp>) -> Server<TestApp>,
+) -> Running {
+    let addr = listener
+        .local_tcp_addr()
+        .unwrap_or_else(|| "0.0.0.0:0".parse().unwrap());
     let app = TestApp::default();
     let (tx, rx) = oneshot::channel::<()>();
     let server = setup(Server::new(listener, config, app.clone()));
@@ -143,7 +154,10 @@ struct FcgiResponse {
 }
 
 /// Reads records until every id in `ids` got END_REQUEST (or EOF).
-async fn read_fcgi(s: &mut TcpStream, ids: &[u16]) -> std::collections::HashMap<u16, FcgiResponse> {
+async fn read_fcgi<S: AsyncRead + Unpin>(
+    s: &mut S,
+    ids: &[u16],
+) -> std::collections::HashMap<u16, FcgiResponse> {
     let mut buf = Vec::new();
     let mut res: std::collections::HashMap<u16, FcgiResponse> = Default::default();
     loop {
@@ -679,6 +693,31 @@ async fn past_max_connections_new_connections_wait_their_turn() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_sends_nothing_takes_no_connection_slot() {
+    // TCP_DEFER_ACCEPT: the kernel hands a connection over with its first bytes, so mute
+    // connections cannot fill max_connections (nor make a prefork worker look busy).
+    let mut cfg = ServerConfig::new(Protocol::Fastcgi);
+    cfg.max_connections = 1;
+    let srv = start(cfg);
+    let mute: Vec<TcpStream> = connect_mute(srv.addr, 3).await;
+    let mut s = send_fcgi(&srv, 1, false, "", b"abc").await;
+    let res = tokio::time::timeout(Duration::from_secs(5), read_fcgi(&mut s, &[1]))
+        .await
+        .expect("served while the mute connections stay open");
+    assert_eq!(body_of(&res[&1].stdout), b"len=3");
+    drop(mute);
+    srv.stop().await;
+}
+
+async fn connect_mute(addr: std::net::SocketAddr, n: usize) -> Vec<TcpStream> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(TcpStream::connect(addr).await.unwrap());
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn too_many_params_closes_that_connection_only() {
     let mut cfg = ServerConfig::new(Protocol::Fastcgi);
     cfg.fastcgi.max_params_pairs = 16;
@@ -726,7 +765,7 @@ async fn a_request_arriving_on_a_kept_alive_connection_during_a_stop_is_served()
 }
 
 /// Reads until the peer closes; fails if it sends anything more or keeps the connection open.
-async fn expect_close(s: &mut TcpStream, within: Duration) {
+async fn expect_close<S: AsyncRead + Unpin>(s: &mut S, within: Duration) {
     let mut buf = [0u8; 64];
     match tokio::time::timeout(within, s.read(&mut buf)).await {
         Ok(Ok(0)) => {}
@@ -763,10 +802,17 @@ async fn during_a_stop_an_idle_kept_alive_connection_serves_one_more_request_the
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn during_a_stop_connections_that_bring_no_request_close_after_the_linger() {
-    let srv = start(ServerConfig::new(Protocol::Fastcgi));
-    let mut kept = send_fcgi(&srv, 1, true, "", b"first").await;
+    // On a Unix socket: a TCP connection that sends nothing is not handed over by the kernel
+    // (TCP_DEFER_ACCEPT) until idle_timeout.
+    let path = std::env::temp_dir().join(format!("ferrocgi-linger-{}.sock", std::process::id()));
+    let listener = Listener::bind_unix(&path, &UnixSocketOptions::default(), 64).unwrap();
+    let srv = start_on(listener, ServerConfig::new(Protocol::Fastcgi), |s| s);
+    let mut kept = tokio::net::UnixStream::connect(&path).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, true, "", b"first");
+    kept.write_all(&out).await.unwrap();
     read_fcgi(&mut kept, &[1]).await;
-    let mut fresh = TcpStream::connect(srv.addr).await.unwrap();
+    let mut fresh = tokio::net::UnixStream::connect(&path).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let begun = std::time::Instant::now();
     let stopping = tokio::spawn(srv.stop());
@@ -783,15 +829,16 @@ async fn during_a_stop_connections_that_bring_no_request_close_after_the_linger(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn during_a_stop_a_connection_accepted_before_it_gets_its_first_request_served() {
+async fn during_a_stop_a_connection_whose_request_has_begun_is_served() {
     let srv = start(ServerConfig::new(Protocol::Fastcgi));
     let mut s = TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = BytesMut::new();
+    fcgi_request(&mut out, 1, false, "", b"late");
+    s.write_all(&out[..1]).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let stopping = tokio::spawn(srv.stop());
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let mut out = BytesMut::new();
-    fcgi_request(&mut out, 1, false, "", b"late");
-    s.write_all(&out).await.unwrap();
+    s.write_all(&out[1..]).await.unwrap();
     let res = read_fcgi(&mut s, &[1]).await;
     assert_eq!(body_of(&res[&1].stdout), b"len=4");
     expect_close(&mut s, Duration::from_millis(500)).await;

@@ -20,6 +20,9 @@
 //! its body cannot deadlock the connection.
 
 pub(crate) mod codec;
+mod lazy;
+
+pub(crate) use lazy::Lazy;
 
 use crate::handler::{Body, BodyMsg, Part, Request, Responder, Shared};
 use crate::load::ServerCtx;
@@ -590,11 +593,19 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
                 None => std::future::pending().await,
             }
         };
-        let can_read = self.pending.is_none() && !self.eof;
+        // A request that is whole on a protocol with nothing after it (SCGI) needs no reading
+        // until it ends: the peer's close aborts nothing there, and bytes it sends anyway are
+        // seen at the close. Not reading spares the socket a registration with the runtime.
+        let can_read = self.pending.is_none() && !self.eof && self.codec.expects_input();
         let timer = self.next_deadline(can_read);
         let serving = self.phase == Phase::Serving;
         let has_tasks = !self.tasks.is_empty();
         let has_pending = self.pending.is_some();
+        // A timer already due wins over reading; one still to come is armed only when nothing
+        // is ready (arming tokio's timer can cost a wake-up of the runtime's driver, and a
+        // connection served in one pass never needs it).
+        let due = timer.is_some_and(|(at, _)| at <= tokio::time::Instant::now());
+        let later = timer.filter(|_| !due);
         tokio::select! {
             biased;
             Some((id, part)) = resp_rx.recv() => {
@@ -603,7 +614,7 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
             }
             _ = std::future::poll_fn(|cx| poll_tasks(&mut self.tasks, cx)), if has_tasks => {}
             permit = room, if has_pending => self.on_room(permit),
-            _ = tokio::time::sleep_until(timer.map_or_else(tokio::time::Instant::now, |t| t.0)), if timer.is_some() => {
+            _ = std::future::ready(()), if due => {
                 let (_, which) = timer.expect("guarded by the branch condition");
                 return self.on_timer(which);
             }
@@ -615,6 +626,10 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
                 };
                 (self.drain_deadline, self.retire_cap) = stop_began(self.phase);
                 self.close_when_idle |= self.phase == Phase::Draining && !self.reqs.is_empty();
+            }
+            _ = tokio::time::sleep_until(later.map_or_else(tokio::time::Instant::now, |t| t.0)), if later.is_some() => {
+                let (_, which) = later.expect("guarded by the branch condition");
+                return self.on_timer(which);
             }
         }
         true
