@@ -43,11 +43,14 @@ impl<H> ServerCtx<H> {
         self.load.send_modify(|l| l.fresh -= 1);
     }
 
-    /// Counts a request in flight until the returned ticket is dropped (with its responder).
-    pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit) -> Ticket {
+    /// Counts a request in flight until the returned ticket is dropped (with its responder);
+    /// `was_fresh`: it is its connection's first, which stops counting as fresh (one update,
+    /// one wake-up of the load's observers, instead of two).
+    pub(crate) fn request_started(&self, permit: OwnedSemaphorePermit, was_fresh: bool) -> Ticket {
         self.load.send_modify(|l| {
             l.in_flight += 1;
             l.started += 1;
+            l.fresh -= usize::from(was_fresh);
         });
         Ticket {
             load: self.load.clone(),

@@ -699,6 +699,13 @@ async fn a_connection_that_sends_nothing_takes_no_connection_slot() {
     let mut cfg = ServerConfig::new(Protocol::Fastcgi);
     cfg.max_connections = 1;
     let srv = start(cfg);
+    // Once serving (the option is set as the server starts).
+    let mut first = send_fcgi(&srv, 1, false, "", b"a").await;
+    assert_eq!(
+        body_of(&read_fcgi(&mut first, &[1]).await[&1].stdout),
+        b"len=1"
+    );
+    expect_close(&mut first, Duration::from_secs(5)).await;
     let mute: Vec<TcpStream> = connect_mute(srv.addr, 3).await;
     let mut s = send_fcgi(&srv, 1, false, "", b"abc").await;
     let res = tokio::time::timeout(Duration::from_secs(5), read_fcgi(&mut s, &[1]))

@@ -920,9 +920,11 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
             body: Body::new(body_rx, shared.clone(), declared),
             peer: self.peer.clone(),
         };
-        let ticket = self.ctx.request_started(permit);
+        // The first request ends the connection's freshness in the same update of the load.
+        self.fresh = false;
+        let was_fresh = std::mem::take(&mut self.counted_fresh);
+        let ticket = self.ctx.request_started(permit, was_fresh);
         let resp = Responder::new(id, self.resp_tx.clone(), shared.clone(), ticket);
-        self.not_fresh();
         let ctx = self.ctx.clone();
         self.new_tasks.push(Box::pin(async move {
             ctx.handler.handle(req, resp).await;
