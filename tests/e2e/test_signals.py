@@ -192,8 +192,8 @@ def test_a_connection_arriving_during_a_stop_is_refused_or_served(
             srv.wait_workers(lambda n: n >= 2, "2 workers")
         slow: list[Any] = []
         t = threading.Thread(target=lambda: slow.append(fcgi_json(srv.address, query="sleep=2")))
-        t.start()
         since = srv.mark()
+        t.start()
         srv.wait_log("accepted connection", since, 5)
         time.sleep(0.2)
         os.kill(srv.pid, signal.SIGTERM)

@@ -228,6 +228,8 @@ struct Conn<'a, C, H> {
     fresh: bool,
     /// Still counted in the server's `fresh` load (see [`FRESH_GRACE`]).
     counted_fresh: bool,
+    /// A request started in this turn (see [`Conn::wait`]).
+    just_started: bool,
     /// The slow-peer clocks (`head_timeout`, `min_body_rate`).
     clocks: PeerClocks,
     /// Bytes received where the protocol expects none, discarded (see `discard_unexpected`).
@@ -444,6 +446,7 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
             broken: false,
             fresh: true,
             counted_fresh: true,
+            just_started: false,
             clocks: PeerClocks::new(now),
             unexpected: 0,
             segs: Vec::new(),
@@ -585,6 +588,12 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
         resp_rx: &mut mpsc::Receiver<(u16, Part)>,
         shutdown: &mut watch::Receiver<Phase>,
     ) -> bool {
+        // A request just started that is whole on a protocol with nothing after it (SCGI):
+        // the application's task runs first, and an answer made at once ends the connection
+        // before the read below would have to wait (and register the socket with the runtime).
+        if std::mem::take(&mut self.just_started) && !self.codec.expects_input() {
+            tokio::task::yield_now().await;
+        }
         self.size_read_buffer();
         let pending_tx = self.pending.as_ref().and_then(|(id, _)| self.body_tx(*id));
         let room = async move {
@@ -593,10 +602,7 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
                 None => std::future::pending().await,
             }
         };
-        // A request that is whole on a protocol with nothing after it (SCGI) needs no reading
-        // until it ends: the peer's close aborts nothing there, and bytes it sends anyway are
-        // seen at the close. Not reading spares the socket a registration with the runtime.
-        let can_read = self.pending.is_none() && !self.eof && self.codec.expects_input();
+        let can_read = self.pending.is_none() && !self.eof;
         let timer = self.next_deadline(can_read);
         let serving = self.phase == Phase::Serving;
         let has_tasks = !self.tasks.is_empty();
@@ -922,6 +928,7 @@ impl<C: ServerCodec, H: Handler> Conn<'_, C, H> {
         };
         // The first request ends the connection's freshness in the same update of the load.
         self.fresh = false;
+        self.just_started = true;
         let was_fresh = std::mem::take(&mut self.counted_fresh);
         let ticket = self.ctx.request_started(permit, was_fresh);
         let resp = Responder::new(id, self.resp_tx.clone(), shared.clone(), ticket);

@@ -225,6 +225,14 @@ impl Listener {
         })
     }
 
+    /// Closes this handle without removing the socket file: what a forked worker does with
+    /// the supervisor's handles it inherited (the file is the supervisor's to remove).
+    pub fn close_unguarded(mut self) {
+        if let Some(g) = self._guard.take() {
+            std::mem::forget(g);
+        }
+    }
+
     /// Gives the socket up for a successor process (graceful reload by re-exec): the fd is
     /// kept open across exec and the socket file is not removed.
     pub fn into_inheritable_fd(mut self) -> io::Result<RawFd> {

@@ -379,7 +379,9 @@ fn run_prefork<A: AppHost>(
     // by inheritance would hold the socket open after the worker's stop until its exit, and
     // the connections queued meanwhile would be reset (by then the front end sent requests).
     let mut run_worker = |setup: WorkerSetup| {
-        listener.borrow_mut().take();
+        if let Some(l) = listener.borrow_mut().take() {
+            l.close_unguarded();
+        }
         match worker_listener.borrow_mut().take() {
             Some(l) => run_worker(opts, host, l, &reopen, setup),
             None => 0,
