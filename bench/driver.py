@@ -758,6 +758,24 @@ def asgi_checks(get: Callable[[str, str, str], float | None]) -> list[tuple[str,
     return rows
 
 
+def scgi_checks(get: Callable[[str, str, str], float | None]) -> list[tuple[str, str, str]]:
+    """Issue 17's SCGI target: a connection per request, against uWSGI's own protocol (also a
+    connection per request) in the same run: server CPU per hello ≤ 0.8×, throughput ≥ 1.05×."""
+    cfg, peer = "ferrocgi-scgi-tcp-prefork", "uwsgi-native"
+    ours, theirs = get("hello", cfg, "cpu_us_per_req"), get("hello", peer, "cpu_us_per_req")
+    cpu = ours / theirs if ours and theirs else None
+    rps, prps = get("hello", cfg, "rps"), get("hello", peer, "rps")
+    x = rps / prps if rps and prps else None
+    return [
+        (
+            f"{cfg} hello CPU/req ≤ 0.8× {peer}'s",
+            f"{fmt(ours)} vs {fmt(theirs)} µs ({fmt(cpu, '.2f')}×)",
+            _ok(cpu, 0.8, False),
+        ),
+        (f"{cfg} hello ≥ 1.05× {peer}", fmt(x, ".2f") + "×", _ok(x, 1.05, True)),
+    ]
+
+
 def summarize(run: Run) -> dict[str, dict[str, dict[str, object]]]:
     """app -> config -> aggregated numbers (medians over rounds; ratios per round, then median)."""
     by: dict[tuple[str, str], list[Sample]] = {}
@@ -940,6 +958,7 @@ def targets(run: Run, summary: dict[str, dict[str, dict[str, object]]]) -> list[
                 _ok(ratio, 0.95, True),
             )
         )
+    rows += scgi_checks(get)
     rows += asgi_checks(get)
     rh, mf = get("hello", "ferrocgi-rust-hello", "rps"), get("hello", "minimal-fcgi", "rps")
     ratio = rh / mf if rh and mf else None
