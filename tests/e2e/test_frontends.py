@@ -125,11 +125,7 @@ class HttpClient(Client):
         body: bytes | Iterable[bytes] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Reply:
-        conn = self.frontend.connection()
-        try:
-            return send(conn, method, target, body, headers)
-        finally:
-            conn.close()
+        return harness.request_once(self.frontend, method, target, body, headers)
 
 
 class CgiFcgiClient(Client):

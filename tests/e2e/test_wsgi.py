@@ -22,7 +22,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,7 @@ PATHS = [
 
 
 @dataclass
-class Site:
+class Site(harness.ThroughFrontend):
     """One path: ferrocgi + its front end; ``prefix`` is where the app is mounted."""
 
     path: WsgiPath
@@ -126,28 +126,8 @@ class Site:
     frontend: Frontend
     shared: Path  # $WSGI_TEST_DIR
 
-    @property
-    def prefix(self) -> str:
-        return self.frontend.prefix
-
     def url(self, route: str) -> str:
         return self.prefix + route
-
-    def request(
-        self,
-        method: str,
-        route: str,
-        body: bytes | Iterable[bytes] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        conn = self.frontend.connection()
-        try:
-            return send(conn, method, self.url(route), body, headers)
-        finally:
-            conn.close()
-
-    def get(self, route: str) -> Reply:
-        return self.request("GET", route)
 
 
 @pytest.fixture(scope="module")

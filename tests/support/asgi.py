@@ -4,12 +4,11 @@ starters by name."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from support import harness
-from support.harness import Backend, Frontend, Reply, send
+from support.harness import Backend, Frontend, ThroughFrontend
 
 STARTERS = {
     "nginx": harness.start_nginx,
@@ -19,33 +18,13 @@ STARTERS = {
 
 
 @dataclass
-class Site:
+class Site(ThroughFrontend):
     """ferrocgi serving an ASGI test app behind ``frontend``."""
 
     backend: Backend
     frontend: Frontend
     events: Path  # $ASGI_EVENTS
     violations: Path  # $ASGI_VALIDATOR_LOG
-
-    @property
-    def prefix(self) -> str:
-        return self.frontend.prefix
-
-    def request(
-        self,
-        method: str,
-        route: str,
-        body: bytes | Iterable[bytes] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Reply:
-        conn = self.frontend.connection()
-        try:
-            return send(conn, method, self.prefix + route, body, headers)
-        finally:
-            conn.close()
-
-    def get(self, route: str) -> Reply:
-        return self.request("GET", route)
 
     def event_lines(self) -> list[str]:
         return self.events.read_text().splitlines() if self.events.exists() else []

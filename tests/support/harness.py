@@ -650,3 +650,41 @@ def send(
     resp = conn.getresponse()
     data = resp.read()
     return Reply(resp.status, resp.reason, resp.getheaders(), data)
+
+
+def request_once(
+    frontend: Frontend,
+    method: str,
+    target: str,
+    body: bytes | Iterable[bytes] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """One request (see :func:`send`) on a connection of its own to ``frontend``."""
+    conn = frontend.connection()
+    try:
+        return send(conn, method, target, body, headers)
+    finally:
+        conn.close()
+
+
+class ThroughFrontend:
+    """A suite's site reached through ``frontend`` under its prefix (a base for the suites'
+    ``Site`` dataclasses, which declare the ``frontend`` field)."""
+
+    frontend: Frontend
+
+    @property
+    def prefix(self) -> str:
+        return self.frontend.prefix
+
+    def request(
+        self,
+        method: str,
+        route: str,
+        body: bytes | Iterable[bytes] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        return request_once(self.frontend, method, self.prefix + route, body, headers)
+
+    def get(self, route: str) -> Reply:
+        return self.request("GET", route)

@@ -100,6 +100,24 @@ where
         }
     }
 
+    /// `plain` on the socket directly while it is unregistered; at its `WouldBlock` (or once
+    /// registered) `registered` on tokio's stream. `arg` goes to whichever runs.
+    fn poll_io<A, T>(
+        &mut self,
+        arg: A,
+        plain: impl FnOnce(&P, &mut A) -> io::Result<T>,
+        registered: impl FnOnce(Pin<&mut P::Registered>, A) -> Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let mut arg = arg;
+        if let Some(r) = self.try_plain(|p| plain(p, &mut arg)) {
+            return Poll::Ready(r);
+        }
+        match self.registered() {
+            Ok(r) => registered(r, arg),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
     /// One direct attempt on the plain socket: `None` when it must wait (or is registered).
     fn try_plain<T>(&mut self, op: impl FnOnce(&P) -> io::Result<T>) -> Option<io::Result<T>> {
         let State::Plain(p) = &self.0 else {
@@ -121,23 +139,18 @@ where
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let tried = this.try_plain(|p| {
-            // SAFETY: recv writes only initialised bytes into the slice and reports how many.
-            let n = socket2::SockRef::from(p).recv(unsafe { buf.unfilled_mut() })?;
-            Ok(n)
-        });
-        if let Some(r) = tried {
-            return Poll::Ready(r.map(|n| {
+        self.get_mut().poll_io(
+            buf,
+            |p, buf| {
+                // SAFETY: recv writes only initialised bytes into the slice and reports how many.
+                let n = socket2::SockRef::from(p).recv(unsafe { buf.unfilled_mut() })?;
                 // SAFETY: the first `n` unfilled bytes were written by recv just above.
                 unsafe { buf.assume_init(n) };
                 buf.advance(n);
-            }));
-        }
-        match this.registered() {
-            Ok(r) => r.poll_read(cx, buf),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+                Ok(())
+            },
+            |r, buf| r.poll_read(cx, buf),
+        )
     }
 }
 
@@ -150,14 +163,11 @@ where
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(r) = this.try_plain(|mut p| p.write(data)) {
-            return Poll::Ready(r);
-        }
-        match this.registered() {
-            Ok(r) => r.poll_write(cx, data),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().poll_io(
+            data,
+            |mut p, data| p.write(data),
+            |r, data| r.poll_write(cx, data),
+        )
     }
 
     fn poll_write_vectored(
@@ -165,14 +175,11 @@ where
         cx: &mut Context<'_>,
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let this = self.get_mut();
-        if let Some(r) = this.try_plain(|mut p| p.write_vectored(bufs)) {
-            return Poll::Ready(r);
-        }
-        match this.registered() {
-            Ok(r) => r.poll_write_vectored(cx, bufs),
-            Err(e) => Poll::Ready(Err(e)),
-        }
+        self.get_mut().poll_io(
+            bufs,
+            |mut p, bufs| p.write_vectored(bufs),
+            |r, bufs| r.poll_write_vectored(cx, bufs),
+        )
     }
 
     fn is_write_vectored(&self) -> bool {

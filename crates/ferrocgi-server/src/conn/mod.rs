@@ -55,24 +55,6 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     }
 }
 
-impl Transport for tokio::net::TcpStream {
-    fn reset_on_close(&self) {
-        let _ = socket2::SockRef::from(self).set_linger(Some(Duration::ZERO));
-    }
-    fn cork(&self) {
-        let _ = socket2::SockRef::from(self).set_tcp_cork(true);
-    }
-    fn nothing_unread(&self) -> bool {
-        matches!(self.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}
-
-impl Transport for tokio::net::UnixStream {
-    fn nothing_unread(&self) -> bool {
-        matches!(self.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-    }
-}
-
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Transport for tokio::io::Join<R, W> {}
 
 /// Body chunks buffered per request before the loop stops reading (each ≤ 64 KiB).
