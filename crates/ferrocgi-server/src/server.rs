@@ -10,6 +10,7 @@ use ferrocgi_proto::{ajp13, fastcgi, scgi};
 use std::future::Future;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::unix::AsyncFd;
@@ -48,6 +49,7 @@ impl<H: Handler> Server<H> {
                 config,
                 slots,
                 load: Arc::new(watch::Sender::new(Load::default())),
+                wake_on_start: AtomicBool::new(false),
             }),
             accept_gate: None,
             accept_limit: None,
@@ -71,6 +73,7 @@ impl<H: Handler> Server<H> {
     /// reaching a worker on its way out.
     pub fn accept_until_started(mut self, n: u64) -> Self {
         self.accept_limit = Some(n.max(1));
+        self.ctx.wake_on_start.store(true, Ordering::Relaxed);
         self
     }
 
@@ -184,7 +187,7 @@ impl<H: Handler> Server<H> {
         // Never read past the body: stdin may be a terminal that never ends.
         let stream = tokio::io::join(tokio::io::stdin().take(len), tokio::io::stdout());
         let (_tx, stop) = watch::channel(Phase::Serving);
-        self.ctx.load.send_modify(|l| l.fresh += 1);
+        self.ctx.fresh_started();
         conn::run_connection(stream, codec, Arc::from("cgi"), self.ctx, stop).await;
         Ok(())
     }
@@ -386,7 +389,7 @@ fn spawn_connection<H: Handler>(
     permit: tokio::sync::OwnedSemaphorePermit,
 ) {
     debug!("accepted connection from {peer}");
-    ctx.load.send_modify(|l| l.fresh += 1);
+    ctx.fresh_started();
     let ctx = ctx.clone();
     let stop_rx = stop_rx.clone();
     // Boxed: the connection's future is kilobytes, and a task moves its future several times

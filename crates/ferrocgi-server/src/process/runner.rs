@@ -428,9 +428,10 @@ async fn drive<H: Handler>(server: Server<H>, mut plan: RunPlan) -> io::Result<R
         recycling(&server, plan.maxrequests, plan.max_rss),
         worker,
     );
-    let why = Mutex::new(Why::Stopped);
     let notify = plan.notify;
-    let stop = async {
+    // A task of its own: polled inside the server's future, every signal stream and watch
+    // here would be polled again at each accepted connection.
+    let ending = tokio::spawn(async move {
         let (w, how) = watch.until_end(&mut term, &mut hup, &mut usr1).await;
         report(status.as_ref(), b'R');
         if notify {
@@ -439,6 +440,11 @@ async fn drive<H: Handler>(server: Server<H>, mut plan: RunPlan) -> io::Result<R
                 Why::Stopped | Why::Retired => super::notify::stopping(),
             }
         }
+        (w, how)
+    });
+    let why = Mutex::new(Why::Stopped);
+    let stop = async {
+        let (w, how) = ending.await.unwrap_or((Why::Stopped, Stop::Close));
         *why.lock().unwrap_or_else(|e| e.into_inner()) = w;
         how
     };
