@@ -18,6 +18,12 @@
 #![deny(missing_docs)]
 #![deny(clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
 
+/// mimalloc for the Rust side (Python keeps its own allocator): every connection allocates its
+/// task, buffers and channels, and glibc's malloc took about a tenth of a worker's time per
+/// SCGI request (docs/performance.md, "SCGI: a connection per request").
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod asgi;
 pub mod command;
 pub mod environ;
