@@ -218,6 +218,12 @@ where
         }
     }
 
+    fn quick_ack(&self) {
+        if let Some(fd) = self.fd().filter(|_| P::TCP) {
+            let _ = socket2::SockRef::from(&fd).set_tcp_quickack(true);
+        }
+    }
+
     fn nothing_unread(&self) -> bool {
         let Some(fd) = self.fd() else {
             return true;

@@ -53,6 +53,11 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin {
     fn nothing_unread(&self) -> bool {
         false
     }
+    /// Acknowledges what was read at once (TCP only). A front end that sends a request in
+    /// several writes without TCP_NODELAY (nginx) holds each write back until the one before is
+    /// acknowledged, and on a connection that has answered before the kernel delays that ACK
+    /// by 40 ms, hoping to send it with a response.
+    fn quick_ack(&self) {}
 }
 
 impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Transport for tokio::io::Join<R, W> {}
@@ -212,6 +217,8 @@ struct Conn<'a, C, H> {
     counted_fresh: bool,
     /// A request started in this turn (see [`Conn::wait`]).
     just_started: bool,
+    /// Bytes arrived since the last turn (see [`Transport::quick_ack`]).
+    just_read: bool,
     /// The slow-peer clocks (`head_timeout`, `min_body_rate`).
     clocks: PeerClocks,
     /// Bytes received where the protocol expects none, discarded (see `discard_unexpected`).
@@ -391,6 +398,9 @@ pub(crate) async fn run_connection<S, C, H>(
     status::connection(true);
     loop {
         c.turn(&mut resp_rx).await;
+        if std::mem::take(&mut c.just_read) && c.awaits_request_bytes() {
+            stream.quick_ack();
+        }
         let done = c.done();
         if !c.flush(&mut stream, done).await || done {
             break;
@@ -429,6 +439,7 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
             fresh: true,
             counted_fresh: true,
             just_started: false,
+            just_read: false,
             clocks: PeerClocks::new(now),
             unexpected: 0,
             segs: Vec::new(),
@@ -465,6 +476,11 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
         for notice in self.codec.take_notices() {
             warn!(peer = %self.peer, protocol = %C::PROTOCOL, "{notice}");
         }
+    }
+
+    /// A request is only partly here: its record or head is cut short, or its body goes on.
+    fn awaits_request_bytes(&self) -> bool {
+        !self.rbuf.is_empty() || self.reqs.iter().any(|r| r.body_tx.is_some())
     }
 
     /// Nothing in flight, nothing read and not decoded, nothing waiting for room.
@@ -646,6 +662,7 @@ impl<'a, C: ServerCodec, H: Handler> Conn<'a, C, H> {
                 self.on_eof(!self.rbuf.is_empty());
             }
             Ok(n) => {
+                self.just_read = true;
                 self.last_read = tokio::time::Instant::now();
                 self.clocks.on_read(n);
             }
