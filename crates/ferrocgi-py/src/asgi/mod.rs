@@ -423,6 +423,9 @@ impl Drop for Watch {
     }
 }
 
+/// Request bodies declared up to this many bytes reach the application as one message.
+const GATHER_MAX: u64 = 64 * 1024;
+
 impl AsgiHandler {
     /// Feeds the body after the first chunk, one chunk ahead of the application at most.
     async fn pump(&self, call: &Arc<Call>, body: &mut Body, mut total: u64) {
@@ -455,19 +458,39 @@ impl AsgiHandler {
         }
     }
 
-    /// The first body chunk (an empty body needs no wait), and whether more follows.
+    /// The first body message's bytes (an empty body needs no wait), and whether more follows.
+    /// A body declared no longer than [`GATHER_MAX`] is gathered whole into that one message:
+    /// the front end sends such a body at once, and each further message would cost a round
+    /// trip between the runtime and the loop.
     async fn first_chunk(body: &mut Body) -> Result<(Bytes, bool), ferrocgi_server::StreamError> {
         let declared = body.declared_length();
         if declared == Some(0) {
             return Ok((Bytes::new(), false));
         }
-        Ok(match body.chunk().await? {
-            Some(b) => {
-                let more = declared != Some(b.len() as u64);
-                (b, more)
+        let Some(first) = body.chunk().await? else {
+            return Ok((Bytes::new(), false));
+        };
+        let Some(len) = declared.filter(|&n| n <= GATHER_MAX && n > first.len() as u64) else {
+            let more = declared != Some(first.len() as u64);
+            return Ok((first, more));
+        };
+        let mut whole = bytes::BytesMut::with_capacity(len as usize);
+        whole.extend_from_slice(&first);
+        while (whole.len() as u64) < len {
+            match body.chunk().await? {
+                Some(b) if whole.len() as u64 + b.len() as u64 <= len => {
+                    whole.extend_from_slice(&b)
+                }
+                // More than declared, or less: the codec reports these; stream what is here.
+                Some(b) => {
+                    whole.extend_from_slice(&b);
+                    break;
+                }
+                None => break,
             }
-            None => (Bytes::new(), false),
-        })
+        }
+        let more = declared != Some(whole.len() as u64);
+        Ok((whole.freeze(), more))
     }
 }
 
