@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import os
 import platform
@@ -55,6 +56,7 @@ PAYLOAD_BYTES = 64 * 1024
 UPLOAD_BYTES = 100 * 1024 * 1024
 BASELINES = ("uwsgi-fcgi", "granian")
 ASGI_PEERS = ("uvicorn", "granian-asgi", "hypercorn")
+ASGI_ROWS = tuple(f"ferrocgi-asgi-fcgi-{t}-{m}" for t in ("unix", "tcp") for m in ("prefork", "threaded"))
 
 
 @dataclass
@@ -209,20 +211,37 @@ def configs() -> list[Config]:
 
 
 def asgi_configs(ferrocgi: str, sock: Path, tcp: Callable[[], str], backlog: str) -> list[Config]:
-    """ferrocgi's ASGI host (FastCGI keep-conn) and the ASGI peers (HTTP behind nginx's proxy
-    with keepalive), 2 workers each; one threaded ferrocgi process beside them."""
+    """ferrocgi's ASGI host (FastCGI keep-conn, over a Unix socket and over TCP like the peers)
+    and the ASGI peers (HTTP behind nginx's proxy with keepalive), 2 workers each; one threaded
+    ferrocgi process beside them."""
     app = "benchasgi:application"
     fc = [ferrocgi, app, f"pythonpath={APPS_DIR}", "log_level=warn", "protocol=fcgi"]
     out: list[Config] = []
-    for method, words, note in (
-        ("prefork", ["method=prefork", "maxchildren=2", "minspare=2", "maxspare=2"], "2 workers"),
-        ("threaded", ["method=threaded"], "1 process"),
+    for transport, (method, words, note) in itertools.product(
+        ("unix", "tcp"),
+        (
+            ("prefork", ["method=prefork", "maxchildren=2", "minspare=2", "maxspare=2"], "2 workers"),
+            ("threaded", ["method=threaded"], "1 process"),
+        ),
     ):
-        name = f"ferrocgi-asgi-fcgi-unix-{method}"
-        addr = f"unix:{sock / name}.sock"
-        cmd = fc + words + [f"socket={addr[5:]}", "socket_mode=666"]
+        name = f"ferrocgi-asgi-fcgi-{transport}-{method}"
+        if transport == "unix":
+            addr = f"unix:{sock / name}.sock"
+            where = [f"socket={addr[5:]}", "socket_mode=666"]
+        else:
+            addr = tcp()
+            host, p = addr.rsplit(":", 1)
+            where = [f"host={host}", f"port={p}"]
         out.append(
-            Config(name, "ferrocgi", "fcgi", ASGI_APPS, cmd, addr, f"ASGI, {note}, an event loop each")
+            Config(
+                name,
+                "ferrocgi",
+                "fcgi",
+                ASGI_APPS,
+                fc + words + where,
+                addr,
+                f"ASGI, {note}, an event loop each",
+            )
         )
     a = tcp()
     host, p = a.rsplit(":", 1)
@@ -741,7 +760,7 @@ def asgi_checks(get: Callable[[str, str, str], float | None]) -> list[tuple[str,
     CPU per request ≤ 0.75× that of the peer with the least."""
     rows: list[tuple[str, str, str]] = []
     for app in ASGI_APPS:
-        for cfg in ("ferrocgi-asgi-fcgi-unix-prefork", "ferrocgi-asgi-fcgi-unix-threaded"):
+        for cfg in ASGI_ROWS:
             v = get(app, cfg, "x_best_asgi")
             rows.append((f"{cfg} {app} ≥ 1.2× the best ASGI peer", fmt(v, ".2f") + "×", _ok(v, 1.2, True)))
             ours = get(app, cfg, "cpu_us_per_req")
