@@ -24,6 +24,12 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_arena_eager_commit` in mimalloc 3's `mimalloc.h` (`enum mi_option_e`; the
+/// version is the one Cargo.lock pins). By default mimalloc commits its arenas at once on
+/// Linux: with a heap per thread that made a 64-thread process 13 MiB larger than under glibc's
+/// malloc; committed as used, it is 2-3 MiB.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
 pub mod asgi;
 pub mod command;
 pub mod environ;
@@ -41,6 +47,8 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _ferrocgi(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // SAFETY: sets a process-wide option; mimalloc reads options without locks, any time.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add(
         "ClientDisconnected",
