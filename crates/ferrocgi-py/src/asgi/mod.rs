@@ -476,16 +476,11 @@ impl AsgiHandler {
         };
         let mut whole = bytes::BytesMut::with_capacity(len as usize);
         whole.extend_from_slice(&first);
+        // A body longer than declared ends the loop too; `more` then says so and the rest
+        // streams as before.
         while (whole.len() as u64) < len {
             match body.chunk().await? {
-                Some(b) if whole.len() as u64 + b.len() as u64 <= len => {
-                    whole.extend_from_slice(&b)
-                }
-                // More than declared, or less: the codec reports these; stream what is here.
-                Some(b) => {
-                    whole.extend_from_slice(&b);
-                    break;
-                }
+                Some(b) => whole.extend_from_slice(&b),
                 None => break,
             }
         }
