@@ -7,6 +7,8 @@
 - ``/sleep?s=SECONDS``: ``await asyncio.sleep``, then the pid.
 - ``/disconnect?name=NAME``: starts a response, sends a chunk every 50 ms and listens on
   ``receive()``; when ``http.disconnect`` arrives it writes NAME to ``$ASGI_EVENTS`` and stops.
+- ``/linger?name=NAME&s=SECONDS``: answers, then keeps running (``await asyncio.sleep``) and
+  writes ``lingered NAME`` to ``$ASGI_EVENTS`` when done.
 - ``/raise``: raises before answering; ``/incomplete``: starts a response and returns.
 - ``/bad-order``: sends a body before the start (the server must refuse it).
 - ``/state``: the lifespan state this request's scope carries.
@@ -137,6 +139,10 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
         return await _json(send, {"pid": os.getpid()})
     if path == "/disconnect":
         return await _disconnect(query, receive, send)
+    if path == "/linger":
+        await _json(send, {"lingering": True})
+        await asyncio.sleep(float(query.get("s", "1")))
+        return _events(f"lingered {query.get('name', '')}")
     if path == "/raise":
         raise RuntimeError("asgi_app: raised on purpose")
     if path == "/incomplete":

@@ -209,6 +209,17 @@ def test_body_before_start_is_refused(site: Site) -> None:
     expect_log(site, r"http.response.body sent before http.response.start", since)
 
 
+@every_path
+def test_a_response_goes_out_while_its_task_keeps_running(site: Site) -> None:
+    """The response's end is handed to the web server when the task next waits, not when it
+    returns: the client has the whole response while the application still runs."""
+    name = uuid.uuid4().hex
+    reply = site.get(f"/linger?name={name}&s=1.5")
+    assert reply.status == 200 and reply.json() == {"lingering": True}
+    assert f"lingered {name}" not in site.event_lines()
+    eventually("the task to finish", lambda: f"lingered {name}" in site.event_lines(), 10)
+
+
 # ----------------------------------------------------------------------------- disconnect
 
 

@@ -193,6 +193,33 @@ pub enum TrySend {
     Full(Batch),
 }
 
+/// What [`Responder::try_reserve`] did.
+#[derive(Debug)]
+pub enum Reservation {
+    /// Room is taken in the connection's queue; the outcome is what sending reports (after
+    /// an abort, an `end` batch still ends the request and reports the abort).
+    Reserved(Reserved, Result<(), StreamError>),
+    /// The connection's queue is full: nothing was reserved, the batch is handed back.
+    Full(Batch),
+}
+
+/// A batch with its room in the connection's queue already taken: [`Reserved::send`] hands
+/// it over without waiting and cannot fail. A host that answers from a thread outside the
+/// async runtime can decide at once (room or not, connection gone or not) and hand many
+/// batches over later in one go, from the runtime, where doing so wakes no other thread.
+#[derive(Debug)]
+pub struct Reserved {
+    permit: mpsc::OwnedPermit<(u16, Part)>,
+    item: (u16, Part),
+}
+
+impl Reserved {
+    /// Puts the batch in the connection's queue (dropped if the connection is gone).
+    pub fn send(self) {
+        self.permit.send(self.item);
+    }
+}
+
 /// Sends one request's response, in order: [`Responder::start`], any number of
 /// [`Responder::write`], then [`Responder::finish`].
 #[derive(Debug)]
@@ -345,12 +372,24 @@ impl Responder {
     /// [`Responder::finish`] does (after an abort it still ends the request, and reports the
     /// abort); the responder must not be used for more parts after it.
     pub fn try_send(&mut self, batch: Batch) -> Result<TrySend, StreamError> {
+        match self.try_reserve(batch)? {
+            Reservation::Reserved(r, outcome) => {
+                r.send();
+                outcome.map(|()| TrySend::Sent)
+            }
+            Reservation::Full(batch) => Ok(TrySend::Full(batch)),
+        }
+    }
+
+    /// Takes room for `batch` in the connection's queue without sending it yet; see
+    /// [`Reserved`]. The responder counts the batch as sent: an `end` batch finishes it.
+    pub fn try_reserve(&mut self, batch: Batch) -> Result<Reservation, StreamError> {
         let (end, started) = (batch.end, batch.head.is_some());
         let (part, outcome) = self.batch_part(batch)?;
-        match self.tx.try_send((self.id, part)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full((_, part))) => {
-                return Ok(TrySend::Full(match part {
+        let permit = match self.tx.clone().try_reserve_owned() {
+            Ok(p) => p,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                return Ok(Reservation::Full(match part {
                     Part::Batch(b) => b,
                     _ => Batch {
                         end: true,
@@ -359,10 +398,11 @@ impl Responder {
                 }));
             }
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StreamError::Disconnected),
-        }
+        };
         self.started |= started;
         self.finished |= end;
-        outcome.map(|()| TrySend::Sent)
+        let item = (self.id, part);
+        Ok(Reservation::Reserved(Reserved { permit, item }, outcome))
     }
 
     /// [`Responder::try_send`] that waits for room, for threads outside the async runtime.

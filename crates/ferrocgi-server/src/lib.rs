@@ -43,7 +43,10 @@ pub use config::{
     ServerConfig, DEFAULT_GRACEFUL_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_IN_FLIGHT,
 };
 pub use ferrocgi_proto::{Params, ResponseHead};
-pub use handler::{AbortSignal, Batch, Body, Handler, Request, Responder, StreamError, TrySend};
+pub use handler::{
+    AbortSignal, Batch, Body, Handler, Request, Reservation, Reserved, Responder, StreamError,
+    TrySend,
+};
 pub use listener::{BindAddr, Listener, UnixSocketOptions};
 pub use load::Load;
 pub use protocol::Protocol;

@@ -10,7 +10,7 @@ use super::bridge::{Bridge, Event};
 use super::LoopCtx;
 use crate::response::{self, is_hop_by_hop, is_token_char, stream_err, ClientDisconnected};
 use bytes::Bytes;
-use ferrocgi_server::{Batch, Responder, ResponseHead, StreamError, TrySend};
+use ferrocgi_server::{Batch, Reservation, Responder, ResponseHead, StreamError};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -424,14 +424,23 @@ impl Send {
             end: !more,
         };
         let resp = st.resp.as_mut().expect("checked above");
-        match resp.try_send(batch) {
-            Ok(TrySend::Sent) => {
-                if !more {
-                    end_response(&self.call, &mut st);
+        match resp.try_reserve(batch) {
+            Ok(Reservation::Reserved(batch, outcome)) => {
+                st.disconnected |= outcome.is_err();
+                if more {
+                    drop(st);
+                    batch.send();
+                } else {
+                    // The response's last batch waits for the end of the loop's pass (outbox).
+                    st.ended = true;
+                    let resp = st.resp.take().expect("checked above");
+                    drop(st);
+                    self.ctx.defer(py, &self.call, batch, resp)?;
                 }
+                outcome.map_err(stream_err)?;
                 Ok(self.ctx.done_none.bind(py).clone())
             }
-            Ok(TrySend::Full(batch)) => {
+            Ok(Reservation::Full(batch)) => {
                 let resp = st.resp.take().expect("checked above");
                 let fut = self.ctx.create_future(py)?;
                 st.send_waiter = Some(fut.clone().unbind());
@@ -649,6 +658,9 @@ impl TaskDone {
                 error!(uri, "the application raised:\n{}", tb.trim_end());
             }
         }
+        // A response that ended through the outbox stops the runtime's watch as it is handed
+        // over; waking the runtime's thread for it here would come first, for nothing.
+        let ended_before = st.ended;
         if !st.ended {
             if let Some(mut resp) = st.resp.take() {
                 let sent_head = st.started && st.head.is_none();
@@ -673,7 +685,9 @@ impl TaskDone {
                 st.ended = true;
             }
         }
-        self.call.finished.notify_one();
+        if !ended_before {
+            self.call.finished.notify_one();
+        }
         let waiters = std::mem::take(&mut st.recv_waiters);
         drop(st);
         for fut in waiters {

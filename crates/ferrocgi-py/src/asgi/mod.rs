@@ -20,6 +20,7 @@
 mod bridge;
 mod call;
 mod lifespan;
+mod outbox;
 mod scope;
 mod timers;
 
@@ -81,6 +82,10 @@ pub(crate) struct LoopCtx {
     task_kw: Py<PyDict>,
     /// An awaitable giving `None`, shared by every `send()` that did not have to wait.
     pub(crate) done_none: Py<PyAny>,
+    /// Responses ended in the current pass, and `loop.call_soon(flush)`'s two parts.
+    outbox: Arc<outbox::Outbox>,
+    call_soon: Py<PyAny>,
+    flush: Py<PyAny>,
 }
 
 impl LoopCtx {
@@ -100,13 +105,39 @@ impl LoopCtx {
         if version >= (3, 12) {
             task_kw.set_item("eager_start", true)?;
         }
+        let outbox = Arc::new(outbox::Outbox::default());
+        let flush = outbox::Flush {
+            outbox: outbox.clone(),
+        };
         Ok(LoopCtx {
+            call_soon: lp.getattr("call_soon")?.unbind(),
+            flush: Bound::new(py, flush)?.into_any().unbind(),
+            outbox,
             create_future: lp.getattr("create_future")?.unbind(),
             loop_: lp.unbind(),
             task: asyncio.getattr("Task")?.unbind(),
             task_kw: task_kw.unbind(),
             done_none: Bound::new(py, Done::none())?.into_any().unbind(),
         })
+    }
+
+    /// Leaves a response's last batch for the end of the loop's pass (see [`outbox`]), with
+    /// the response's responder.
+    pub(crate) fn defer(
+        &self,
+        py: Python<'_>,
+        call: &Arc<Call>,
+        batch: ferrocgi_server::Reserved,
+        resp: Responder,
+    ) -> PyResult<()> {
+        if self.outbox.put(call, batch, resp) {
+            if let Err(e) = self.call_soon.bind(py).call1((self.flush.bind(py),)) {
+                // A loop that takes no callback (closing) would strand the batch.
+                self.outbox.flush_now();
+                return Err(e);
+            }
+        }
+        Ok(())
     }
 
     /// A task running `coro` (started at once on Python 3.12+).
