@@ -372,13 +372,18 @@ impl Responder {
     /// [`Responder::finish`] does (after an abort it still ends the request, and reports the
     /// abort); the responder must not be used for more parts after it.
     pub fn try_send(&mut self, batch: Batch) -> Result<TrySend, StreamError> {
-        match self.try_reserve(batch)? {
-            Reservation::Reserved(r, outcome) => {
-                r.send();
-                outcome.map(|()| TrySend::Sent)
+        let (end, started) = (batch.end, batch.head.is_some());
+        let (part, outcome) = self.batch_part(batch)?;
+        match self.tx.try_send((self.id, part)) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full((_, part))) => {
+                return Ok(TrySend::Full(unsent(part)));
             }
-            Reservation::Full(batch) => Ok(TrySend::Full(batch)),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(StreamError::Disconnected),
         }
+        self.started |= started;
+        self.finished |= end;
+        outcome.map(|()| TrySend::Sent)
     }
 
     /// Takes room for `batch` in the connection's queue without sending it yet; see
@@ -388,15 +393,7 @@ impl Responder {
         let (part, outcome) = self.batch_part(batch)?;
         let permit = match self.tx.clone().try_reserve_owned() {
             Ok(p) => p,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                return Ok(Reservation::Full(match part {
-                    Part::Batch(b) => b,
-                    _ => Batch {
-                        end: true,
-                        ..Batch::default()
-                    },
-                }));
-            }
+            Err(mpsc::error::TrySendError::Full(_)) => return Ok(Reservation::Full(unsent(part))),
             Err(mpsc::error::TrySendError::Closed(_)) => return Err(StreamError::Disconnected),
         };
         self.started |= started;
@@ -478,6 +475,18 @@ impl AbortSignal {
     }
 }
 
+/// The batch a part made by `batch_part` stands for, handed back when the queue is full (the
+/// bare end of an aborted request is an empty `end` batch).
+fn unsent(part: Part) -> Batch {
+    match part {
+        Part::Batch(b) => b,
+        _ => Batch {
+            end: true,
+            ..Batch::default()
+        },
+    }
+}
+
 impl Drop for Responder {
     fn drop(&mut self) {
         if self.finished {
@@ -498,5 +507,45 @@ impl Drop for Responder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::Ticket;
+
+    fn batch(data: &'static [u8], end: bool) -> Batch {
+        Batch {
+            head: None,
+            data: Bytes::from_static(data),
+            end,
+        }
+    }
+
+    #[test]
+    fn a_reservation_takes_room_and_sends_only_when_told() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let mut resp = Responder::new(1, tx, Arc::default(), Ticket::detached());
+        let Ok(Reservation::Reserved(first, Ok(()))) = resp.try_reserve(batch(b"a", false)) else {
+            panic!("room for one batch");
+        };
+        // The room is taken: the next batch is handed back whole.
+        match resp.try_reserve(batch(b"b", true)) {
+            Ok(Reservation::Full(b)) => assert_eq!((&b.data[..], b.end), (&b"b"[..], true)),
+            other => panic!("expected a full queue, got {other:?}"),
+        }
+        assert!(!resp.is_finished());
+        assert!(rx.try_recv().is_err(), "nothing is sent before send()");
+        first.send();
+        match rx.try_recv() {
+            Ok((1, Part::Batch(b))) => assert_eq!(&b.data[..], b"a"),
+            other => panic!("expected the reserved batch, got {other:?}"),
+        }
+        drop(rx);
+        assert!(matches!(
+            resp.try_reserve(batch(b"c", true)),
+            Err(StreamError::Disconnected)
+        ));
     }
 }

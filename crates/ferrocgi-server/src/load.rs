@@ -100,6 +100,24 @@ pub(crate) struct Ticket {
     _permit: OwnedSemaphorePermit,
 }
 
+#[cfg(test)]
+impl Ticket {
+    /// A ticket of a load nobody watches, for a responder in a unit test.
+    pub(crate) fn detached() -> Ticket {
+        let permit = Arc::new(Semaphore::new(1)).try_acquire_owned();
+        Ticket {
+            load: Arc::new(
+                watch::channel(Load {
+                    in_flight: 1,
+                    ..Load::default()
+                })
+                .0,
+            ),
+            _permit: permit.expect("a fresh semaphore has a permit"),
+        }
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         // The busy count falls: always a wake.
