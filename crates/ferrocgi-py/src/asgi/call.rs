@@ -10,7 +10,7 @@ use super::bridge::{Bridge, Event};
 use super::LoopCtx;
 use crate::response::{self, is_hop_by_hop, is_token_char, stream_err, ClientDisconnected};
 use bytes::Bytes;
-use ferrocgi_server::{Batch, Reservation, Responder, ResponseHead, StreamError};
+use ferrocgi_server::{Batch, Reservation, Responder, ResponseHead, StreamError, TrySend};
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -424,35 +424,44 @@ impl Send {
             end: !more,
         };
         let resp = st.resp.as_mut().expect("checked above");
+        if more {
+            return match resp.try_send(batch) {
+                Ok(TrySend::Sent) => Ok(self.ctx.done_none.bind(py).clone()),
+                Ok(TrySend::Full(batch)) => self.wait_for_room(py, st, batch),
+                Err(e) => Err(lost(&mut st, e)),
+            };
+        }
+        // The response's last batch: room is taken now, the batch waits in the outbox for the
+        // end of the loop's pass.
         match resp.try_reserve(batch) {
             Ok(Reservation::Reserved(batch, outcome)) => {
                 st.disconnected |= outcome.is_err();
-                if more {
-                    drop(st);
-                    batch.send();
-                } else {
-                    // The response's last batch waits for the end of the loop's pass (outbox).
-                    st.ended = true;
-                    let resp = st.resp.take().expect("checked above");
-                    drop(st);
-                    self.ctx.defer(py, &self.call, batch, resp)?;
-                }
+                st.ended = true;
+                let resp = st.resp.take().expect("checked above");
+                drop(st);
+                self.ctx.defer(py, &self.call, batch, resp)?;
                 outcome.map_err(stream_err)?;
                 Ok(self.ctx.done_none.bind(py).clone())
             }
-            Ok(Reservation::Full(batch)) => {
-                let resp = st.resp.take().expect("checked above");
-                let fut = self.ctx.create_future(py)?;
-                st.send_waiter = Some(fut.clone().unbind());
-                drop(st);
-                send_later(&self.call, resp, batch);
-                Ok(fut)
-            }
-            Err(e) => {
-                st.disconnected = true;
-                Err(stream_err(e))
-            }
+            Ok(Reservation::Full(batch)) => self.wait_for_room(py, st, batch),
+            Err(e) => Err(lost(&mut st, e)),
         }
+    }
+
+    /// The connection's queue is full: a runtime task waits for room while the application
+    /// awaits a future.
+    fn wait_for_room<'py>(
+        &self,
+        py: Python<'py>,
+        mut st: MutexGuard<'_, CallState>,
+        batch: Batch,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let resp = st.resp.take().expect("checked by the caller");
+        let fut = self.ctx.create_future(py)?;
+        st.send_waiter = Some(fut.clone().unbind());
+        drop(st);
+        send_later(&self.call, resp, batch);
+        Ok(fut)
     }
 
     /// `http.response.pathsend`: the file is opened here (an error is the application's), then
@@ -521,6 +530,12 @@ async fn send_file(
             return (resp, Ok(()));
         }
     }
+}
+
+/// The connection is gone: the request hears so, and so does the application.
+fn lost(st: &mut CallState, e: StreamError) -> PyErr {
+    st.disconnected = true;
+    stream_err(e)
 }
 
 /// A send that found the connection's queue full: a task waits for room, then the loop hears
